@@ -1,0 +1,23 @@
+"""Shared fixtures: one test suite for both backends.
+
+A test that takes the ``device`` fixture runs once on the CPU (NumPy) and once
+on the GPU (CuPy); the GPU run is marked ``gpu`` and skips cleanly where CuPy or
+a GPU is missing. Run only the GPU half with ``pytest -m gpu``.
+"""
+import numpy as np
+import pytest
+
+from tinymuse import backend
+
+requires_gpu = pytest.mark.skipif(not backend.cuda_available(),
+                                  reason="needs CuPy and an NVIDIA GPU (pip install tinymuse[gpu])")
+
+
+@pytest.fixture(params=["cpu", pytest.param("cuda", marks=[pytest.mark.gpu, requires_gpu])])
+def device(request):
+    return request.param
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

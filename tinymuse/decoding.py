@@ -1,0 +1,367 @@
+"""Parallel decoding: drawing a whole grid of image tokens in a few steps.
+
+An autoregressive model draws ``N`` tokens one at a time, in ``N`` model calls.
+MaskGIT (Chang et al., 2022) and Muse draw them all in ``T ≪ N`` steps:
+
+1. start with every token masked;
+2. at step ``t`` the model predicts every masked token at once; sample a token
+   for each (temperature, optional top-k);
+3. score each sampled token's *confidence*, its log-probability plus Gumbel
+   noise whose scale (the "choice temperature") falls linearly to 0;
+4. keep the most confident, and mask the rest again, so that exactly the
+   scheduled number stays masked (:func:`tinymuse.masking.decoding_schedule`);
+5. repeat until, after step ``T − 1``, nothing is masked.
+
+The model is any callable ``logits_fn(tokens, condition) -> logits``:
+``tokens`` is an int array ``(B, N)`` holding ``mask_id`` at masked positions,
+``condition`` is passed through untouched (text embeddings and their padding
+mask, low-resolution tokens for the super-resolution stage, ...), and
+``logits`` is ``(B, N, K)``, a :class:`~tinymuse.tensor.Tensor` or an array.
+
+**Classifier-free guidance** (Muse §2.7) sharpens the prompt's effect by
+extrapolating away from an unconditional prediction:
+
+    logits = (1 + s) · logits(c) − s · logits(u),
+
+with ``u = uncond_condition``, usually the empty caption. A *negative prompt*
+is the same formula with the negative prompt's condition as ``u``. The scale
+``s`` may stay constant or rise linearly over the steps. Guidance costs model
+calls: **two calls per step**, ``logits_fn(tokens, c)`` then
+``logits_fn(tokens, u)``; or, if the caller passes
+``concat_conditions(c, u)`` returning one condition for ``2B`` rows (the ``B``
+conditional rows first), **one call per step** on the tokens stacked twice,
+``(2B, N)``, which is faster on a GPU. With ``s = 0`` the unconditional pass is
+skipped: one call per step.
+
+Editing uses the same loop: :func:`decode` takes a starting grid and a mask of
+the positions to regenerate (inpainting, outpainting), and
+:func:`mask_free_edit` repeatedly re-masks and resamples a small random subset
+(Muse §2.6).
+
+Everything works on raw NumPy or CuPy arrays (no autograd: nothing here learns)
+and is vectorised over the batch. Randomness comes only from the seeded
+:class:`tinymuse.backend.Generator`; the same seed gives the same tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import numpy as np
+
+from . import backend
+from .backend import get_array_module
+from .masking import apply_mask, decoding_schedule, random_mask
+from .tensor import Tensor
+
+GUIDANCE_SCHEDULES = ("constant", "linear")
+
+
+class DecodeStep(NamedTuple):
+    """The grid after one decoding step (or one editing iteration)."""
+    tokens: Any  # (B, N) ints, mask_id where still masked
+    mask: Any    # (B, N) bools: still masked (decode) or just resampled (mask-free edit)
+
+
+@dataclass
+class DecodeResult:
+    """What decoding returns: the final tokens and, on request, every step's grid."""
+    tokens: Any                                   # (B, N) ints, no mask_id left
+    intermediates: list[DecodeStep] | None = None  # one per step, if asked for
+
+
+# --------------------------------------------------------------------------- #
+# Small pieces: log-softmax, sampling, guidance scale.
+# --------------------------------------------------------------------------- #
+
+
+def log_softmax(x, axis: int = -1):
+    """log softmax(x) = (x − m) − log Σ exp(x − m), with ``m = max x``.
+
+    Subtracting the maximum first means no exp overflows, and the large ``m``
+    never has to be added back (float32 would round it)."""
+    xp = get_array_module(x)
+    shifted = x - x.max(axis=axis, keepdims=True)
+    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+
+
+def _log_prob_of(logits, ids):
+    """``log_softmax(logits)[p, ids[p]]`` for each row ``p`` of ``logits`` ``(P, K)``,
+    without materialising the whole log-softmax."""
+    xp = get_array_module(logits)
+    shifted = logits - logits.max(axis=-1, keepdims=True)
+    chosen = xp.take_along_axis(shifted, ids[:, None], axis=-1)[:, 0]
+    xp.exp(shifted, out=shifted)
+    return chosen - xp.log(shifted.sum(axis=-1))
+
+
+def sample_tokens(logits, generator: backend.Generator | None = None, *,
+                  temperature: float = 1.0, top_k: int | None = None):
+    """One token per row of ``logits`` (``(..., K)``), from softmax(logits / temperature).
+
+    Gumbel-max trick: with ``g`` i.i.d. standard Gumbel noise,
+    ``argmax(logits / τ + g)`` is a sample from softmax(logits / τ); we use the
+    equivalent ``argmax(logits + τ·g)``. ``temperature = 0`` is greedy (argmax).
+    ``top_k`` samples among the ``k`` largest logits of each row only (ties
+    with the ``k``-th largest broken arbitrarily). Random draws: one
+    ``generator.gumbel`` of shape ``(..., K)``, or ``(..., k)`` with top-k,
+    none if greedy.
+    """
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0; got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be a positive integer or None; got {top_k}")
+    if temperature == 0:
+        return logits.argmax(axis=-1)
+    xp = get_array_module(logits)
+    generator = generator or backend.default_generator
+    num_classes = logits.shape[-1]
+    if top_k is not None and top_k < num_classes:
+        # Sample among the k largest logits (k noise draws, not K), then map back to token ids.
+        first = num_classes - top_k
+        candidates = xp.argpartition(logits, first, axis=-1)[..., first:]
+        choice = sample_tokens(xp.take_along_axis(logits, candidates, axis=-1), generator,
+                               temperature=temperature)
+        return xp.take_along_axis(candidates, choice[..., None], axis=-1)[..., 0]
+    scores = generator.gumbel(logits.shape, dtype=logits.dtype,
+                              device=backend.device_of(logits))
+    scores *= temperature
+    scores += logits
+    return scores.argmax(axis=-1)
+
+
+def guidance_scale_at(step: int, total_steps: int, scale: float,
+                      schedule: str = "constant") -> float:
+    """The guidance scale ``s_t`` used at decoding step ``t`` (0-based):
+    ``s`` for "constant", ``s · (t+1) / T`` for "linear" (full strength at the last step)."""
+    if schedule == "constant":
+        return float(scale)
+    if schedule == "linear":
+        return float(scale) * (step + 1) / total_steps
+    raise ValueError(f"unknown guidance schedule {schedule!r}; choose one of {GUIDANCE_SCHEDULES}")
+
+
+# --------------------------------------------------------------------------- #
+# Calling the model.
+# --------------------------------------------------------------------------- #
+
+
+def _call(logits_fn, tokens, condition):
+    """Run the model and return its logits as an array of shape (B, N, K)."""
+    logits = logits_fn(tokens, condition)
+    if isinstance(logits, Tensor):
+        logits = logits.data
+    if getattr(logits, "ndim", None) != 3 or logits.shape[:2] != tokens.shape:
+        got = getattr(logits, "shape", type(logits))
+        raise ValueError(f"logits_fn must return logits of shape (B, N, K) = {tokens.shape} + "
+                         f"(K,) for tokens of shape {tokens.shape}; got {got}")
+    if backend.device_of(logits) != backend.device_of(tokens):
+        raise ValueError(f"logits_fn returned logits on {backend.device_of(logits)!r} for "
+                         f"tokens on {backend.device_of(tokens)!r}; keep the model and the "
+                         "tokens on one device")
+    return logits
+
+
+def _guided_logits(logits_fn, tokens, rows, cols, condition, uncond_condition, scale,
+                   concat_conditions):
+    """Logits ``(P, K)`` at the positions ``(rows[p], cols[p])`` to predict,
+    with classifier-free guidance at ``scale`` (see the module docstring)."""
+    if scale == 0:
+        return _call(logits_fn, tokens, condition)[rows, cols]
+    batch = tokens.shape[0]
+    if concat_conditions is not None:  # one call on 2B rows: conditional first
+        xp = get_array_module(tokens)
+        both = _call(logits_fn, xp.concatenate([tokens, tokens]),
+                     concat_conditions(condition, uncond_condition))
+        cond, uncond = both[rows, cols], both[rows + batch, cols]
+    else:  # two calls on B rows
+        cond = _call(logits_fn, tokens, condition)[rows, cols]
+        uncond = _call(logits_fn, tokens, uncond_condition)[rows, cols]
+    cond *= 1 + scale  # in place: fancy indexing gave us fresh copies
+    uncond *= scale
+    cond -= uncond
+    return cond
+
+
+def _check_guidance(guidance_scale, guidance_schedule, uncond_condition):
+    if guidance_schedule not in GUIDANCE_SCHEDULES:
+        raise ValueError(f"unknown guidance schedule {guidance_schedule!r}; "
+                         f"choose one of {GUIDANCE_SCHEDULES}")
+    if guidance_scale != 0 and uncond_condition is None:
+        raise ValueError(f"guidance_scale={guidance_scale} needs uncond_condition (e.g. the empty "
+                         "caption's condition, or a negative prompt's); pass guidance_scale=0 "
+                         "to decode without guidance")
+
+
+# --------------------------------------------------------------------------- #
+# Decoding.
+# --------------------------------------------------------------------------- #
+
+
+def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, mask=None,
+           steps: int = 12, schedule="cosine", temperature: float = 1.0,
+           top_k: int | None = None, choice_temperature: float = 4.5,
+           guidance_scale: float = 0.0, guidance_schedule: str = "constant",
+           uncond_condition=None, concat_conditions: Callable | None = None,
+           generator: backend.Generator | None = None,
+           return_intermediates: bool = False) -> DecodeResult:
+    """Fill in the masked positions of ``tokens`` (``(B, N)`` ints) in ``steps`` steps.
+
+    The positions to generate are ``mask`` (``(B, N)`` bools) if given, else
+    those where ``tokens == mask_id``; every other position is returned exactly
+    as given (inpainting, outpainting). With ``M_b`` positions to generate in
+    row ``b``, after step ``t`` exactly ``decoding_schedule(steps, M_b,
+    schedule)[t]`` of them are still masked, and none after the last step.
+
+    At step ``t`` (0-based, of ``T = steps``):
+
+    - the model is called on the current grid (once, or twice with guidance; see
+      the module docstring) and its logits combined as
+      ``(1 + s_t)·cond − s_t·uncond`` with ``s_t = guidance_scale_at(t, T,
+      guidance_scale, guidance_schedule)``; the logit of ``mask_id``, if the
+      model has one, is set to −∞ so it is never sampled;
+    - every masked position gets a token from :func:`sample_tokens`
+      (``temperature``, ``top_k``);
+    - its confidence is ``log p(token) + τ_t·g`` with ``p`` the softmax of the
+      guided logits, ``g`` standard Gumbel noise and
+      ``τ_t = choice_temperature · (1 − (t+1)/T)``; positions known before
+      the step have confidence +∞, so a token once unmasked never changes;
+    - the least confident positions are masked again, exactly as many as the
+      schedule says.
+
+    Muse used 24 steps for the base model and 8 for super-resolution; MaskGIT
+    8–12 with ``choice_temperature = 4.5``. Random draws per step, with ``P``
+    the number of positions still masked: the sampling noise of
+    :func:`sample_tokens` (shape ``(P, K)``, ``(P, k)`` with top-k, none if
+    greedy), then, before the last step, one ``generator.gumbel((P,))`` for
+    the choice noise (none once ``τ_t = 0``).
+    """
+    xp = get_array_module(tokens)
+    generator = generator or backend.default_generator
+    if getattr(tokens, "ndim", None) != 2 or tokens.dtype.kind not in "iu":
+        raise ValueError(f"tokens must be an integer array of shape (B, N); got "
+                         f"{getattr(tokens, 'dtype', type(tokens))} {getattr(tokens, 'shape', '')}")
+    if mask is None:
+        mask = tokens == mask_id
+    elif mask.shape != tokens.shape:
+        raise ValueError(f"mask shape {mask.shape} must equal tokens shape {tokens.shape}")
+    _check_guidance(guidance_scale, guidance_schedule, uncond_condition)
+    if choice_temperature < 0:
+        raise ValueError(f"choice_temperature must be >= 0; got {choice_temperature}")
+
+    masked = mask.astype(bool)  # a copy: we update it step by step
+    tokens = apply_mask(tokens, masked, mask_id)  # a copy: the caller's grid stays as it was
+    counts = backend.to_device(decoding_schedule(steps, backend.to_numpy(masked.sum(axis=1)),
+                                                 schedule), backend.device_of(tokens))  # (T, B)
+    intermediates = [] if return_intermediates else None
+    for t in range(steps):
+        rows, cols = xp.nonzero(masked)  # the P positions to predict, row by row
+        scale = guidance_scale_at(t, steps, guidance_scale, guidance_schedule)
+        logits = _guided_logits(logits_fn, tokens, rows, cols, condition, uncond_condition,
+                                scale, concat_conditions)  # (P, K)
+        if 0 <= mask_id < logits.shape[-1]:
+            logits[:, mask_id] = -xp.inf
+        sampled = sample_tokens(logits, generator, temperature=temperature, top_k=top_k)
+        tokens[rows, cols] = sampled
+
+        if t < steps - 1:  # choose which predictions to keep
+            confidence = xp.full(tokens.shape, xp.inf, dtype=logits.dtype)
+            log_p = _log_prob_of(logits, sampled)
+            choice_scale = choice_temperature * (1 - (t + 1) / steps)
+            if choice_scale > 0:
+                noise = generator.gumbel(log_p.shape, dtype=log_p.dtype,
+                                         device=backend.device_of(log_p))
+                noise *= choice_scale
+                log_p += noise
+            confidence[rows, cols] = log_p
+            rank = xp.argsort(xp.argsort(confidence, axis=1), axis=1)  # 0 = least confident
+            masked = rank < counts[t][:, None]
+            tokens[masked] = mask_id
+        else:
+            masked = xp.zeros_like(masked)
+        if return_intermediates:
+            intermediates.append(DecodeStep(tokens.copy(), masked.copy()))
+    return DecodeResult(tokens, intermediates)
+
+
+def generate(logits_fn: Callable, condition=None, *, batch_size: int, num_tokens: int,
+             mask_id: int, device: str | None = None, **options) -> DecodeResult:
+    """Decode ``batch_size`` grids of ``num_tokens`` tokens from all-masked.
+
+    ``options`` are those of :func:`decode` (steps, schedule, temperature,
+    top_k, choice_temperature, guidance, generator, return_intermediates).
+    """
+    xp = backend.xp_for(device or backend.get_default_device())
+    tokens = xp.full((batch_size, num_tokens), mask_id, dtype=np.int64)
+    return decode(logits_fn, tokens, condition, mask_id=mask_id, **options)
+
+
+# --------------------------------------------------------------------------- #
+# Mask-free editing (Muse §2.6).
+# --------------------------------------------------------------------------- #
+
+
+def mask_free_edit_step(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
+                        fraction: float = 0.08, region=None, temperature: float = 1.0,
+                        top_k: int | None = 3, guidance_scale: float = 4.0,
+                        guidance_schedule: str = "constant", uncond_condition=None,
+                        concat_conditions: Callable | None = None,
+                        generator: backend.Generator | None = None) -> DecodeStep:
+    """One iteration of mask-free editing: resample a small random subset of tokens.
+
+    In each row, ``⌈fraction · n⌉`` positions are chosen uniformly at random
+    among the ``n`` positions of ``region`` (``(B, N)`` bools; all positions if
+    None), masked, and resampled in one decoding step under ``condition``.
+    Returns the new grid and the mask of the positions that were resampled;
+    all other positions keep their tokens.
+    """
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1]; got {fraction}")
+    xp = get_array_module(tokens)
+    generator = generator or backend.default_generator
+    batch, num_tokens = tokens.shape
+    available = region.sum(axis=1) if region is not None else xp.full((batch,), num_tokens)
+    counts = xp.ceil(fraction * available).astype(np.int64)
+    resample = random_mask(counts, num_tokens, generator, allowed=region,
+                           device=backend.device_of(tokens))
+    result = decode(logits_fn, tokens, condition, mask_id=mask_id, mask=resample, steps=1,
+                    temperature=temperature, top_k=top_k, guidance_scale=guidance_scale,
+                    guidance_schedule=guidance_schedule, uncond_condition=uncond_condition,
+                    concat_conditions=concat_conditions, generator=generator)
+    return DecodeStep(result.tokens, resample)
+
+
+def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
+                   iterations: int = 100, fraction: float = 0.08, region=None,
+                   temperature: float = 1.0, top_k: int | None = 3, guidance_scale: float = 4.0,
+                   guidance_schedule: str = "constant", uncond_condition=None,
+                   concat_conditions: Callable | None = None,
+                   generator: backend.Generator | None = None,
+                   return_intermediates: bool = False) -> DecodeResult:
+    """Edit an image's tokens towards ``condition`` without a user-drawn mask (Muse §2.6).
+
+    Repeats :func:`mask_free_edit_step` ``iterations`` times: each time about
+    ``fraction`` of the tokens (of ``region``, if given) are re-masked and
+    resampled, so the image drifts towards the new prompt while keeping most
+    of its structure. Muse used 8% per iteration, 100 iterations, guidance
+    scale 4 and top-k 3 (the defaults here). The model is called once per
+    iteration, twice with guidance unless ``concat_conditions`` is given.
+    ``guidance_schedule="linear"`` ramps within each one-step iteration, so it
+    equals "constant" here. Intermediates hold, per iteration, the grid and the
+    positions just resampled.
+    """
+    _check_guidance(guidance_scale, guidance_schedule, uncond_condition)
+    intermediates = [] if return_intermediates else None
+    for _ in range(iterations):
+        step = mask_free_edit_step(logits_fn, tokens, condition, mask_id=mask_id,
+                                   fraction=fraction, region=region, temperature=temperature,
+                                   top_k=top_k, guidance_scale=guidance_scale,
+                                   guidance_schedule=guidance_schedule,
+                                   uncond_condition=uncond_condition,
+                                   concat_conditions=concat_conditions, generator=generator)
+        tokens = step.tokens
+        if return_intermediates:
+            intermediates.append(step)
+    if iterations == 0:
+        tokens = tokens.copy()
+    return DecodeResult(tokens, intermediates)

@@ -1,1 +1,658 @@
-__all__ = []
+"""Element-wise operations: arithmetic, powers, exp and log, activations,
+selection and comparisons.
+
+Every output element depends on the input elements at the same position, so
+each Jacobian is diagonal and every backward is an element-wise product,
+
+    dL/dx = dL/dy · f'(x),
+
+where ``f'`` is written out by hand below. Binary operations broadcast like
+NumPy; their backward returns a gradient of the broadcast shape and the engine
+sums it down to each input's shape (:func:`tinymuse.tensor.unbroadcast`).
+
+Operands may be Tensors or constants. Python numbers (and NumPy scalars) stay
+"weak": ``x * 2.0`` keeps ``x``'s dtype. Lists and arrays become constant
+tensors on the other operand's device. Two floating tensors of different
+dtypes are an error rather than a silent cast; an integer or bool tensor meets
+a floating one by being converted to the floating dtype.
+
+A rule every backward here follows: the incoming ``grad`` may be shared with
+other parts of the graph, so it is never written in place; temporaries made
+inside a backward are, to save memory traffic.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from .. import backend
+from ..tensor import Function, Tensor
+
+__all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh",
+           "sigmoid", "relu", "silu", "gelu", "maximum", "minimum", "where", "masked_fill",
+           "clip", "eq", "ne", "lt", "le", "gt", "ge"]
+
+_PYTHON_SCALARS = (bool, int, float)
+
+
+# ------------------------------------------------------------------ operands
+def _is_scalar(value) -> bool:
+    return isinstance(value, _PYTHON_SCALARS) or isinstance(value, np.generic)
+
+
+def _constant(value, like: Tensor | None) -> Tensor:
+    """A constant Tensor for a list or array, on ``like``'s device. Python data
+    (lists) takes ``like``'s floating dtype; arrays keep their own dtype."""
+    if like is None:
+        return Tensor(value)
+    is_array = isinstance(value, backend.get_array_module(value).ndarray)
+    dtype = like.dtype if like.dtype.kind == "f" and not is_array else None
+    return Tensor(value, dtype=dtype, device=like.device)
+
+
+def _float_tensor(x) -> Tensor:
+    """``x`` as a Tensor with a floating dtype (integers and bools become float32)."""
+    x = x if isinstance(x, Tensor) else Tensor(x)
+    return x if x.dtype.kind == "f" else x.astype(backend.DEFAULT_DTYPE)
+
+
+def _check_broadcast(name: str, *shapes) -> None:
+    if all(s == shapes[0] for s in shapes):
+        return
+    try:
+        np.broadcast_shapes(*shapes)
+    except ValueError:
+        listed = " and ".join(str(tuple(s)) for s in shapes)
+        raise ValueError(f"{name}: shapes {listed} cannot be broadcast together (broadcasting "
+                         f"lines up trailing axes; each pair of sizes must be equal or 1). "
+                         f"Reshape or unsqueeze an operand so the shapes line up.") from None
+
+
+def _operands(name: str, a, b, same_float_dtype: bool = True):
+    """Make ``a`` and ``b`` ready for a binary operation.
+
+    Returns Tensors, or a Python number for a scalar operand. Checks that the
+    shapes broadcast and, unless ``same_float_dtype`` is False (comparisons),
+    that two floating tensors share a dtype.
+    """
+    if _is_scalar(a):
+        a = a.item() if isinstance(a, np.generic) else a
+    if _is_scalar(b):
+        b = b.item() if isinstance(b, np.generic) else b
+    if not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(a)  # e.g. add(2, 3): the first operand sets device and dtype
+    if not isinstance(a, (Tensor, *_PYTHON_SCALARS)):
+        a = _constant(a, b)
+    if not isinstance(b, (Tensor, *_PYTHON_SCALARS)):
+        b = _constant(b, a)
+
+    if isinstance(a, Tensor) and isinstance(b, Tensor):
+        if a.dtype != b.dtype:
+            a_float, b_float = a.dtype.kind == "f", b.dtype.kind == "f"
+            if a_float and b_float:
+                if same_float_dtype:
+                    raise TypeError(
+                        f"{name}: cannot mix {a.dtype} and {b.dtype} operands (shapes "
+                        f"{a.shape} and {b.shape}); convert one first: a tensor with .float() "
+                        f"(float32) or .double() (float64), an array with .astype(...)")
+            elif a_float:
+                b = b.astype(a.dtype)
+            elif b_float:
+                a = a.astype(b.dtype)
+        _check_broadcast(name, a.shape, b.shape)
+    elif same_float_dtype:  # a tensor and a Python number
+        t, s = (a, b) if isinstance(a, Tensor) else (b, a)
+        if t.dtype.kind != "f" and isinstance(s, float):
+            t = t.astype(backend.DEFAULT_DTYPE)  # int_tensor * 0.5 is float32, as in PyTorch
+            a, b = (t, s) if isinstance(a, Tensor) else (s, t)
+    return a, b
+
+
+def _array(value):
+    """``value`` as an array. NumPy returns a scalar, not a 0-d array, from
+    arithmetic on 0-d arrays, and ``out=`` cannot write into a scalar."""
+    return value if isinstance(value, np.ndarray) else backend.get_array_module(value).asarray(value)
+
+
+def _xp(*values):
+    """The array module of the first array among ``values``."""
+    for v in values:
+        if not isinstance(v, _PYTHON_SCALARS):
+            return backend.get_array_module(v)
+    return np
+
+
+# ---------------------------------------------------------------- arithmetic
+class Add(Function):
+    """y = a + b; both gradients are dL/dy itself."""
+
+    def forward(self, a, b):
+        return a + b
+
+    def backward(self, grad):
+        return grad, grad
+
+
+class Sub(Function):
+    """y = a - b; dL/da = dL/dy, dL/db = -dL/dy."""
+
+    def forward(self, a, b):
+        return a - b
+
+    def backward(self, grad):
+        return grad, (-grad if self.needs_input_grad[1] else None)
+
+
+class Mul(Function):
+    """y = a · b; dL/da = dL/dy · b, dL/db = dL/dy · a."""
+
+    def forward(self, a, b):
+        need_a, need_b = self.needs_input_grad
+        self.a = a if need_b else None
+        self.b = b if need_a else None
+        return a * b
+
+    def backward(self, grad):
+        need_a, need_b = self.needs_input_grad
+        return (grad * self.b if need_a else None), (grad * self.a if need_b else None)
+
+
+class Div(Function):
+    """y = a / b; dL/da = dL/dy / b, dL/db = -dL/dy · a / b² = -(dL/da) · y."""
+
+    def forward(self, a, b):
+        out = a / b
+        self.b = b
+        self.out = out if self.needs_input_grad[1] else None
+        return out
+
+    def backward(self, grad):
+        need_a, need_b = self.needs_input_grad
+        grad_a = grad / self.b
+        grad_b = None
+        if need_b:
+            grad_b = grad_a * self.out
+            grad_b *= -1
+        return (grad_a if need_a else None), grad_b
+
+
+class Neg(Function):
+    def forward(self, x):
+        return -x
+
+    def backward(self, grad):
+        return -grad
+
+
+class Pow(Function):
+    """y = a ** b, for a tensor or number on either side.
+
+    dL/da = dL/dy · b · a^(b−1) and dL/db = dL/dy · y · ln a. Two corners are
+    set by hand, as PyTorch does: dL/da = 0 where b = 0 (a⁰ = 1 is constant,
+    even at a = 0), and dL/db = 0 where a = 0 and b ≥ 0 (the limit from
+    a > 0) instead of 0 · (−∞) = nan.
+    """
+
+    def forward(self, a, b):
+        out = a ** b
+        self.a, self.b = a, b
+        self.out = out if self.needs_input_grad[1] else None
+        return out
+
+    def backward(self, grad):
+        need_a, need_b = self.needs_input_grad
+        a, b = self.a, self.b
+        grad_a = grad_b = None
+        if need_a:
+            if isinstance(b, _PYTHON_SCALARS):
+                if b == 2:
+                    grad_a = grad * a
+                    grad_a *= 2
+                elif b == 0:  # a ** 0 = 1 everywhere, even at a = 0
+                    grad_a = backend.get_array_module(grad).zeros_like(grad)
+                else:
+                    grad_a = a ** (b - 1)
+                    grad_a *= b
+                    grad_a *= grad
+            else:
+                xp = backend.get_array_module(a)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    grad_a = b * a ** (b - 1)  # has the output's shape, like grad
+                grad_a = xp.where(b == 0, 0, grad_a)
+                grad_a *= grad
+        if need_b:
+            if isinstance(a, _PYTHON_SCALARS):
+                log_a = math.log(a) if a > 0 else (0.0 if a == 0 else math.nan)
+                grad_b = grad * self.out
+                grad_b *= log_a
+            else:
+                xp = backend.get_array_module(a)
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    grad_b = xp.log(a) * self.out
+                grad_b = xp.where((a == 0) & (b >= 0), 0, grad_b)
+                grad_b *= grad
+        return grad_a, grad_b
+
+
+# ------------------------------------------------------ exponentials, powers
+class Exp(Function):
+    """y = eˣ; dy/dx = eˣ = y, so the output is all backward needs."""
+
+    def forward(self, x):
+        self.out = backend.get_array_module(x).exp(x)
+        return self.out
+
+    def backward(self, grad):
+        return grad * self.out
+
+
+class Log(Function):
+    """y = ln x; dy/dx = 1/x."""
+
+    def forward(self, x):
+        self.x = x
+        return backend.get_array_module(x).log(x)
+
+    def backward(self, grad):
+        return grad / self.x
+
+
+class Sqrt(Function):
+    """y = √x; dy/dx = 1 / (2√x) = 1 / (2y)."""
+
+    def forward(self, x):
+        self.out = backend.get_array_module(x).sqrt(x)
+        return self.out
+
+    def backward(self, grad):
+        g = grad / self.out
+        g *= 0.5
+        return g
+
+
+class Abs(Function):
+    """y = |x|; dy/dx = sign(x), taken as 0 at x = 0."""
+
+    def forward(self, x):
+        self.x = x
+        return backend.get_array_module(x).abs(x)
+
+    def backward(self, grad):
+        return grad * backend.get_array_module(grad).sign(self.x)
+
+
+# ---------------------------------------------------------------- activations
+class Tanh(Function):
+    """y = tanh x; dy/dx = 1 − y²."""
+
+    def forward(self, x):
+        self.out = backend.get_array_module(x).tanh(x)
+        return self.out
+
+    def backward(self, grad):
+        g = _array(self.out * self.out)
+        backend.get_array_module(g).subtract(1, g, out=g)
+        g *= grad
+        return g
+
+
+def _stable_sigmoid(xp, x):
+    """σ(x) = 1/(1+e⁻ˣ) for x ≥ 0 and eˣ/(1+eˣ) for x < 0: both forms only
+    ever exponentiate −|x|, so nothing overflows and tiny values keep their
+    relative precision (σ(−100) is 3.7e−44, not 0)."""
+    e = _array(xp.abs(x))
+    xp.negative(e, out=e)
+    xp.exp(e, out=e)  # e = exp(-|x|), in (0, 1]
+    numerator = xp.where(x >= 0, 1, e)
+    e += 1
+    numerator /= e
+    return numerator
+
+
+class Sigmoid(Function):
+    """y = σ(x) = 1 / (1 + e⁻ˣ); dy/dx = y (1 − y)."""
+
+    def forward(self, x):
+        self.out = _stable_sigmoid(backend.get_array_module(x), x)
+        return self.out
+
+    def backward(self, grad):
+        g = 1 - self.out
+        g *= self.out
+        g *= grad
+        return g
+
+
+class ReLU(Function):
+    """y = max(x, 0); dy/dx = 1 where x > 0, else 0 (0 at x = 0)."""
+
+    def forward(self, x):
+        self.out = backend.get_array_module(x).maximum(x, 0)
+        return self.out
+
+    def backward(self, grad):
+        return backend.get_array_module(grad).where(self.out > 0, grad, 0)
+
+
+class SiLU(Function):
+    """y = x · σ(x) (also called swish); dy/dx = σ(x) · (1 + x (1 − σ(x)))."""
+
+    def forward(self, x):
+        s = _stable_sigmoid(backend.get_array_module(x), x)
+        self.x, self.s = x, s
+        return x * s
+
+    def backward(self, grad):
+        g = 1 - self.s
+        g *= self.x
+        g += 1
+        g *= self.s
+        g *= grad
+        return g
+
+
+_GELU_C = math.sqrt(2 / math.pi)
+_GELU_K = 0.044715
+
+
+class GELU(Function):
+    """GELU with the tanh approximation used by BERT and GPT-2 (one fused op):
+
+        y = ½ x (1 + tanh u),    u = √(2/π) (x + 0.044715 x³)
+
+        dy/dx = ½ (1 + tanh u) + ½ x (1 − tanh² u) · √(2/π) (1 + 3 · 0.044715 x²)
+
+    The exact GELU is x · Φ(x) with Φ the standard normal CDF; the
+    approximation differs from it by less than 1e-3 everywhere.
+    """
+
+    def forward(self, x):
+        xp = backend.get_array_module(x)
+        t = _array(x * x)
+        t *= _GELU_C * _GELU_K
+        t += _GELU_C
+        t *= x              # u = √(2/π) (x + 0.044715 x³)
+        xp.tanh(t, out=t)   # t = tanh u
+        self.x, self.t = x, t
+        out = t + 1
+        out *= x
+        out *= 0.5
+        return out
+
+    def backward(self, grad):
+        x, t = self.x, self.t
+        g = x * x
+        g *= 3 * _GELU_C * _GELU_K
+        g += _GELU_C
+        g *= x              # x · du/dx
+        one_minus_t2 = _array(t * t)
+        backend.get_array_module(t).subtract(1, one_minus_t2, out=one_minus_t2)
+        g *= one_minus_t2
+        g += 1
+        g += t
+        g *= 0.5
+        g *= grad
+        return g
+
+
+# ------------------------------------------------------------------ selection
+class _Extremum(Function):
+    """Element-wise maximum or minimum of a and b. The gradient goes to the
+    operand that won; on a tie it is split equally (½ each), so the two
+    gradients always add up to dL/dy."""
+
+    pick = None  # "greater" for maximum, "less" for minimum
+
+    def forward(self, a, b):
+        xp = _xp(a, b)
+        self.a, self.b = a, b
+        return xp.maximum(a, b) if self.pick == "greater" else xp.minimum(a, b)
+
+    def backward(self, grad):
+        xp = backend.get_array_module(grad)
+        wins = getattr(xp, self.pick)(self.a, self.b)
+        ties_or_wins = getattr(xp, self.pick + "_equal")(self.a, self.b)
+        grad_a = xp.add(wins, ties_or_wins, dtype=grad.dtype)  # 2, 1 or 0
+        grad_a *= 0.5
+        grad_a *= grad  # both have the output's shape
+        grad_b = grad - grad_a if self.needs_input_grad[1] else None
+        return (grad_a if self.needs_input_grad[0] else None), grad_b
+
+
+class Maximum(_Extremum):
+    pick = "greater"
+
+
+class Minimum(_Extremum):
+    pick = "less"
+
+
+class Where(Function):
+    """y = a where the condition holds, b elsewhere; the gradient is routed
+    the same way (dL/da is dL/dy where the condition holds, 0 elsewhere)."""
+
+    def forward(self, condition, a, b):
+        self.condition = condition
+        return _xp(condition).where(condition, a, b)
+
+    def backward(self, grad):
+        xp = backend.get_array_module(grad)
+        _, need_a, need_b = self.needs_input_grad
+        grad_a = xp.where(self.condition, grad, 0) if need_a else None
+        grad_b = xp.where(self.condition, 0, grad) if need_b else None
+        return None, grad_a, grad_b
+
+
+class MaskedFill(Function):
+    """y = value where mask, x elsewhere; dL/dx is 0 where the mask is set."""
+
+    def forward(self, x, *, mask, value):
+        self.mask = mask
+        return backend.get_array_module(x).where(mask, value, x)
+
+    def backward(self, grad):
+        return backend.get_array_module(grad).where(self.mask, 0, grad)
+
+
+class Clip(Function):
+    """y = min(max(x, low), high); dy/dx = 1 where low ≤ x ≤ high (bounds
+    included, as in PyTorch's clamp), 0 where x was clipped."""
+
+    def forward(self, x, *, low, high):
+        xp = backend.get_array_module(x)
+        self.x, self.low, self.high = x, low, high
+        return xp.clip(x, low, high)
+
+    def backward(self, grad):
+        xp = backend.get_array_module(grad)
+        x, low, high = self.x, self.low, self.high
+        inside = (x >= low) if high is None else (x <= high)
+        if low is not None and high is not None:
+            inside &= x >= low
+        return xp.where(inside, grad, 0)
+
+
+# -------------------------------------------------------------- public API
+def _tensor(x) -> Tensor:
+    return x if isinstance(x, Tensor) else Tensor(x)
+
+
+def add(a, b) -> Tensor:
+    """a + b, broadcasting."""
+    return Add.apply(*_operands("add", a, b))
+
+
+def sub(a, b) -> Tensor:
+    """a − b, broadcasting."""
+    return Sub.apply(*_operands("sub", a, b))
+
+
+def mul(a, b) -> Tensor:
+    """a · b, element-wise, broadcasting."""
+    return Mul.apply(*_operands("mul", a, b))
+
+
+def div(a, b) -> Tensor:
+    """a / b (true division), broadcasting. Integer tensors give float32."""
+    a, b = _operands("div", a, b)
+    if isinstance(a, Tensor) and a.dtype.kind != "f":
+        a = a.astype(backend.DEFAULT_DTYPE)  # int / int would be float64 in NumPy
+        if isinstance(b, Tensor):
+            b = b.astype(a.dtype)
+    elif isinstance(b, Tensor) and b.dtype.kind != "f":
+        b = b.astype(backend.DEFAULT_DTYPE)
+    return Div.apply(a, b)
+
+
+def neg(x) -> Tensor:
+    """−x."""
+    return Neg.apply(_tensor(x))
+
+
+def pow(a, b) -> Tensor:  # noqa: A001 (shadows the builtin inside this module only)
+    """a ** b: tensor ** number, number ** tensor or tensor ** tensor."""
+    return Pow.apply(*_operands("pow", a, b))
+
+
+def exp(x) -> Tensor:
+    """eˣ element-wise."""
+    return Exp.apply(_float_tensor(x))
+
+
+def log(x) -> Tensor:
+    """Natural logarithm, element-wise (−inf at 0, nan below)."""
+    return Log.apply(_float_tensor(x))
+
+
+def sqrt(x) -> Tensor:
+    """√x element-wise."""
+    return Sqrt.apply(_float_tensor(x))
+
+
+def abs(x) -> Tensor:  # noqa: A001
+    """|x| element-wise; its gradient at 0 is 0."""
+    return Abs.apply(_tensor(x))
+
+
+def tanh(x) -> Tensor:
+    """Hyperbolic tangent, element-wise."""
+    return Tanh.apply(_float_tensor(x))
+
+
+def sigmoid(x) -> Tensor:
+    """σ(x) = 1 / (1 + e⁻ˣ), computed without overflow for any x."""
+    return Sigmoid.apply(_float_tensor(x))
+
+
+def relu(x) -> Tensor:
+    """max(x, 0)."""
+    return ReLU.apply(_tensor(x))
+
+
+def silu(x) -> Tensor:
+    """x · σ(x) (SiLU, also called swish)."""
+    return SiLU.apply(_float_tensor(x))
+
+
+def gelu(x) -> Tensor:
+    """GELU, tanh approximation: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³))). See :class:`GELU`."""
+    return GELU.apply(_float_tensor(x))
+
+
+def maximum(a, b) -> Tensor:
+    """Element-wise max(a, b); on ties the gradient is split equally."""
+    return Maximum.apply(*_operands("maximum", a, b))
+
+
+def minimum(a, b) -> Tensor:
+    """Element-wise min(a, b); on ties the gradient is split equally."""
+    return Minimum.apply(*_operands("minimum", a, b))
+
+
+def _bool_mask(name: str, mask, like) -> Tensor:
+    """``mask`` as a bool Tensor on the device of ``like`` (a Tensor or number)."""
+    device = like.device if isinstance(like, Tensor) else None
+    mask = mask if isinstance(mask, Tensor) else Tensor(mask, device=device)
+    if isinstance(like, Tensor) and mask.device != like.device:
+        raise RuntimeError(f"{name}: the mask is on '{mask.device}' but the tensor on "
+                           f"'{like.device}'; move one with .to('{like.device}')")
+    if mask.dtype != np.bool_:
+        raise TypeError(f"{name}: the mask/condition must be a bool tensor (for example "
+                        f"x > 0), got dtype {mask.dtype}")
+    return mask
+
+
+def where(condition, a, b) -> Tensor:
+    """a where ``condition`` (a bool tensor) is True, b elsewhere; all three broadcast."""
+    a, b = _operands("where", a, b)
+    condition = _bool_mask("where", condition, a if isinstance(a, Tensor) else b)
+    shapes = [condition.shape] + [t.shape for t in (a, b) if isinstance(t, Tensor)]
+    _check_broadcast("where", *shapes)
+    return Where.apply(condition, a, b)
+
+
+def masked_fill(x, mask, value) -> Tensor:
+    """A copy of ``x`` with ``value`` wherever the bool ``mask`` (broadcastable
+    to x's shape) is True; e.g. ``masked_fill(scores, ~allowed, float('-inf'))``."""
+    x = _tensor(x)
+    mask = _bool_mask("masked_fill", mask, x)
+    _check_broadcast("masked_fill", x.shape, mask.shape)
+    if np.broadcast_shapes(x.shape, mask.shape) != x.shape:
+        raise ValueError(f"masked_fill: a mask of shape {mask.shape} would enlarge the tensor "
+                         f"of shape {x.shape}; the mask must broadcast to the tensor's shape")
+    if isinstance(value, Tensor):
+        value = value.item()
+    if not _is_scalar(value):
+        raise TypeError(f"masked_fill: value must be a number, got {type(value).__name__}; "
+                        f"use where(mask, other, x) to fill from a tensor")
+    value = value.item() if isinstance(value, np.generic) else value
+    return MaskedFill.apply(x, mask=mask.data, value=value)
+
+
+def clip(x, low=None, high=None) -> Tensor:
+    """x limited to [low, high] (numbers; either may be None for no bound).
+    The gradient flows where low ≤ x ≤ high."""
+    if low is None and high is None:
+        raise ValueError("clip: give at least one of low and high")
+    low = low.item() if isinstance(low, (Tensor, np.generic)) else low
+    high = high.item() if isinstance(high, (Tensor, np.generic)) else high
+    return Clip.apply(_tensor(x), low=low, high=high)
+
+
+# ---------------------------------------------------------------- comparisons
+def _compare(name: str, ufunc: str, a, b) -> Tensor:
+    a, b = _operands(name, a, b, same_float_dtype=False)
+    a_data = a.data if isinstance(a, Tensor) else a
+    b_data = b.data if isinstance(b, Tensor) else b
+    return Tensor(getattr(_xp(a_data, b_data), ufunc)(a_data, b_data))
+
+
+def eq(a, b) -> Tensor:
+    """a == b element-wise, as a bool tensor (no gradient)."""
+    return _compare("eq", "equal", a, b)
+
+
+def ne(a, b) -> Tensor:
+    """a != b element-wise, as a bool tensor (no gradient)."""
+    return _compare("ne", "not_equal", a, b)
+
+
+def lt(a, b) -> Tensor:
+    """a < b element-wise, as a bool tensor (no gradient)."""
+    return _compare("lt", "less", a, b)
+
+
+def le(a, b) -> Tensor:
+    """a <= b element-wise, as a bool tensor (no gradient)."""
+    return _compare("le", "less_equal", a, b)
+
+
+def gt(a, b) -> Tensor:
+    """a > b element-wise, as a bool tensor (no gradient)."""
+    return _compare("gt", "greater", a, b)
+
+
+def ge(a, b) -> Tensor:
+    """a >= b element-wise, as a bool tensor (no gradient)."""
+    return _compare("ge", "greater_equal", a, b)

@@ -110,8 +110,12 @@ class Generator:
         return to_device(array, device or _default_device)
 
     def random(self, shape, dtype=DEFAULT_DTYPE, device=None):
-        """Uniform samples in [0, 1)."""
-        return self._out(self._rng.random(shape, dtype=np.float64), dtype, device)
+        """Uniform samples in [0, 1).
+
+        Drawn directly in float32 when float32 is asked for: a float64 draw
+        rounded to float32 could land on 1.0."""
+        native = np.float32 if np.dtype(dtype) == np.float32 else np.float64
+        return self._out(self._rng.random(shape, dtype=native), dtype, device)
 
     def normal(self, shape, mean=0.0, std=1.0, dtype=DEFAULT_DTYPE, device=None):
         return self._out(self._rng.normal(mean, std, shape), dtype, device)
@@ -127,7 +131,13 @@ class Generator:
         return self._out(self._rng.permutation(n), np.int64, device)
 
     def gumbel(self, shape, dtype=DEFAULT_DTYPE, device=None):
-        return self._out(self._rng.gumbel(size=shape), dtype, device)
+        """Standard Gumbel samples, −log(E) with E ~ Exponential(1).
+
+        E is drawn in float64 (a float32 draw can be exactly 0, giving +inf)."""
+        e = self._rng.standard_exponential(shape).astype(dtype, copy=False)
+        np.log(e, out=e)
+        np.negative(e, out=e)
+        return self._out(e, None, device)
 
     def state_dict(self) -> dict:
         return self._rng.bit_generator.state

@@ -1,0 +1,246 @@
+"""The autograd engine as a user meets it: accumulation, zero_grad, no_grad,
+detach, deep graphs, freeing the graph, dtypes, devices and clear errors,
+plus the operators and methods that ``tinymuse.ops`` installs on Tensor."""
+import gc
+import weakref
+
+import numpy as np
+import pytest
+
+import tinymuse.functional as F
+from tinymuse import Tensor, backend, enable_grad, no_grad
+from tinymuse.gradcheck import check_gradients
+
+
+def leaf(values, dtype=np.float64, device="cpu"):
+    return Tensor(np.asarray(values, dtype=dtype), requires_grad=True, device=device)
+
+
+# --------------------------------------------------------------- accumulation
+def test_two_backward_calls_add_their_gradients():
+    x = leaf([1.0, 2.0, 3.0])
+    (x * 3).sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0, 3.0, 3.0])
+    (x * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [3.0 + 2, 3.0 + 4, 3.0 + 6])
+
+
+@pytest.mark.parametrize("f, df", [
+    (lambda x: x * x, lambda x: 2 * x),
+    (lambda x: x + x, lambda x: np.full_like(x, 2.0)),
+    (lambda x: x * x * x - x / x, lambda x: 3 * x ** 2),
+    (lambda x: (lambda y: y * y + y)(x * 2), lambda x: 8 * x + 2),  # diamond: y used twice
+])
+def test_a_value_used_several_times_gets_every_contribution(f, df):
+    values = np.array([0.5, -1.5, 2.0])
+    x = leaf(values)
+    f(x).sum().backward()
+    np.testing.assert_allclose(x.grad, df(values))
+
+
+def test_zero_grad_forgets_the_accumulated_gradient():
+    x = leaf([1.0, 2.0])
+    (x * 5).sum().backward()
+    x.zero_grad()
+    assert x.grad is None
+    (x * 2).sum().backward()
+    np.testing.assert_array_equal(x.grad, [2.0, 2.0])
+
+
+def test_leaf_gradient_is_a_copy_not_an_alias():
+    x = leaf([1.0, 2.0])
+    upstream = np.array([1.0, 1.0])
+    (x + 0).backward(upstream)
+    x.grad += 1  # optimizers update gradients in place
+    np.testing.assert_array_equal(upstream, [1.0, 1.0])
+
+
+# ------------------------------------------------------------ no_grad, detach
+def test_no_grad_records_nothing():
+    x = leaf([1.0, 2.0])
+    with no_grad():
+        y = (x * 2).exp().sum()
+    assert not y.requires_grad and y.is_leaf
+    with pytest.raises(RuntimeError, match="does not require a gradient"):
+        y.backward()
+    with no_grad():
+        with enable_grad():
+            z = x * 2
+    assert z.requires_grad and not z.is_leaf
+
+
+def test_no_grad_as_a_decorator():
+    @no_grad()
+    def evaluate(t):
+        return t * 2
+
+    x = leaf([1.0])
+    assert not evaluate(x).requires_grad
+    assert (x * 2).requires_grad  # grad mode is back on outside
+
+
+def test_detach_shares_memory_and_stops_the_gradient():
+    x = leaf([1.0, 2.0, 3.0])
+    d = x.detach()
+    assert np.shares_memory(d.data, x.data) and not d.requires_grad
+    (d * x).sum().backward()
+    np.testing.assert_array_equal(x.grad, [1.0, 2.0, 3.0])  # d counted as a constant
+
+
+def test_inputs_without_requires_grad_get_no_gradient():
+    x, c = leaf([1.0, 2.0]), Tensor(np.array([3.0, 4.0]))
+    (x * c).sum().backward()
+    assert c.grad is None
+    np.testing.assert_array_equal(x.grad, [3.0, 4.0])
+
+
+# ----------------------------------------------------------- graph lifetime
+def test_a_ten_thousand_op_chain_backpropagates_without_recursion():
+    x = leaf([1.0])
+    y = x
+    for _ in range(10_000):
+        y = y * 1.0001
+    y.sum().backward()
+    np.testing.assert_allclose(x.grad, [1.0001 ** 10_000], rtol=1e-9)
+
+
+def test_backward_frees_the_intermediates():
+    x = leaf(np.ones(500_000), dtype=np.float32)
+    hidden = x.exp()  # a 2 MB intermediate that Exp saves for its backward
+    alive = weakref.ref(hidden.data)
+    loss = (hidden * 3.0).sum()
+    del hidden
+    gc.collect()
+    assert alive() is not None  # the graph keeps it for backward...
+    loss.backward()
+    gc.collect()
+    assert alive() is None  # ...and lets it go afterwards
+
+
+def test_retain_graph_keeps_it_for_a_second_backward():
+    x = leaf([1.0, 2.0])
+    loss = (x * x).sum()
+    loss.backward(retain_graph=True)
+    loss.backward()
+    np.testing.assert_array_equal(x.grad, [4.0, 8.0])
+
+
+def test_backward_twice_through_a_freed_graph_is_a_clear_error():
+    x = leaf([1.0, 2.0])
+    loss = (x * x).sum()
+    loss.backward()
+    with pytest.raises(RuntimeError, match="retain_graph=True"):
+        loss.backward()
+
+
+# ------------------------------------------------------------------ dtypes
+X32 = np.array([[0.5, -1.2, 2.0], [1.5, 0.3, -0.7]], np.float32)
+FLOAT32_OPS = {
+    "add": lambda x: x + 1.5, "sub": lambda x: 2 - x, "mul": lambda x: x * x,
+    "div": lambda x: 1 / (x * x + 1), "neg": lambda x: -x,
+    "pow": lambda x: (x * x + 1) ** 1.5, "pow_tensor": lambda x: 2.0 ** x,
+    "exp": F.exp, "log": lambda x: F.log(x * x + 1), "sqrt": lambda x: F.sqrt(x * x + 1),
+    "abs": F.abs, "tanh": F.tanh, "sigmoid": F.sigmoid, "relu": F.relu, "silu": F.silu,
+    "gelu": F.gelu, "maximum": lambda x: F.maximum(x, 0.1), "minimum": lambda x: F.minimum(x, x * 0.5),
+    "where": lambda x: F.where(x > 0, x, 0.0), "masked_fill": lambda x: F.masked_fill(x, x < 0, -1.0),
+    "clip": lambda x: F.clip(x, -1, 1),
+    "sum": lambda x: F.sum(x, axis=1), "mean": lambda x: F.mean(x, axis=0),
+    "max": F.max, "min": lambda x: F.min(x, axis=-1), "var": lambda x: F.var(x, axis=1),
+    "reshape": lambda x: F.reshape(x, 3, 2), "permute": lambda x: F.permute(x, 1, 0),
+    "transpose": F.transpose, "flatten": F.flatten, "squeeze": lambda x: F.squeeze(x[None]),
+    "unsqueeze": lambda x: F.unsqueeze(x, 1), "expand": lambda x: F.expand(x[:, None], 2, 4, 3),
+    "getitem": lambda x: x[[0, 0, 1], 1:], "concatenate": lambda x: F.cat([x, x * 2], axis=1),
+    "stack": lambda x: F.stack([x, x]), "split": lambda x: F.split(x, [1, 2], axis=1)[1],
+    "chunk": lambda x: F.chunk(x, 2)[0], "pad": lambda x: F.pad(x, 1),
+    "matmul": lambda x: x @ x.T, "linear": lambda x: F.linear(x, x, x[:, 0]),
+}
+
+
+@pytest.mark.parametrize("name", FLOAT32_OPS)
+def test_float32_stays_float32_through_every_op(name, device):
+    x = Tensor(X32, device=device, requires_grad=True)
+    out = FLOAT32_OPS[name](x)
+    assert out.dtype == np.float32 and out.device == device
+    out.sum().backward()
+    assert x.grad.dtype == np.float32
+
+
+def test_operators_match_their_functions():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    check_gradients(lambda x, y: (x + y) * (x - y) / (y ** 2) + 1 - (-x) @ y, a, a.T + 1)
+    check_gradients(lambda x: 2.0 ** x + 3 / x - 1.0 + (x @ np.eye(2)), a)
+    check_gradients(lambda x: np.eye(2) @ x, a)  # reflected matmul from an array
+    t = Tensor(a)
+    for method, function in [("sum", F.sum), ("mean", F.mean), ("max", F.max),
+                             ("exp", F.exp), ("sigmoid", F.sigmoid), ("relu", F.relu)]:
+        np.testing.assert_array_equal(getattr(t, method)().numpy(), function(t).numpy())
+    assert t.view(4).shape == t.reshape(-1).shape == t.flatten().shape == (4,)
+    assert t.unsqueeze(0).squeeze(0).shape == (2, 2) and t.expand(3, 2, 2).shape == (3, 2, 2)
+    np.testing.assert_array_equal(t.T.numpy(), a.T)
+    np.testing.assert_array_equal(Tensor(np.zeros((2, 3, 4))).T.shape, (4, 3, 2))  # like NumPy
+    assert [p.shape for p in t.split(1, axis=1)] == [(2, 1), (2, 1)]
+    assert t.argmax(axis=1).tolist() == [1, 1]
+    np.testing.assert_array_equal(abs(Tensor([-1.0, 2.0])).numpy(), [1.0, 2.0])
+    np.testing.assert_array_equal((~(t > 2)).numpy(), a <= 2)
+    np.testing.assert_array_equal(((t > 1) & (t < 4)).numpy(), (a > 1) & (a < 4))
+
+
+def test_softmax_methods_appear_once_their_functions_exist():
+    for name in ("softmax", "log_softmax"):
+        if hasattr(F, name):
+            t = Tensor(np.array([[1.0, 2.0, 3.0]]))
+            np.testing.assert_array_equal(getattr(t, name)(axis=-1).numpy(),
+                                          getattr(F, name)(t, axis=-1).numpy())
+
+
+# ------------------------------------------------------------------ errors
+def test_clear_errors():
+    x = leaf([[1.0, 2.0, 3.0]], dtype=np.float32)
+    with pytest.raises(ValueError, match=r"\(1, 3\) and \(2,\)"):
+        x + Tensor(np.ones(2, np.float32))
+    with pytest.raises(TypeError, match=r"float32 and float64.*\.float\(\)"):
+        x * Tensor(np.ones(3))
+    with pytest.raises(RuntimeError, match="one-element"):
+        (x * 2).backward()
+    with pytest.raises(ValueError, match=r"shape \(3,\)"):
+        (x * 2).backward(np.ones(3, np.float32))
+    with pytest.raises(TypeError, match="floating-point"):
+        Tensor([1, 2]).requires_grad_()
+    with pytest.raises(TypeError, match="item assignment.*where"):
+        x[0, 0] = 5.0
+    with pytest.raises(ValueError, match="ambiguous"):
+        if x > 0:
+            pass
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not backend.cuda_available(), reason="needs CuPy and an NVIDIA GPU")
+def test_mixing_devices_is_a_clear_error():
+    cpu = Tensor(np.ones(3, np.float32))
+    gpu = Tensor(np.ones(3, np.float32), device="cuda")
+    with pytest.raises(RuntimeError, match="different devices"):
+        cpu + gpu
+    with pytest.raises(RuntimeError, match="different devices"):
+        F.matmul(cpu[None], gpu[:, None])
+    moved = gpu.to("cpu") + cpu  # .to() is differentiable across devices
+    assert moved.device == "cpu"
+
+
+# -------------------------------------------------------------- both devices
+def test_a_small_network_gives_the_same_values_and_gradients_on_each_device(device):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((4, 3)).astype(np.float32)
+    w = rng.standard_normal((5, 3)).astype(np.float32)
+
+    def run(dev):
+        tx, tw = Tensor(x, device=dev), Tensor(w, device=dev, requires_grad=True)
+        hidden = F.gelu(F.linear(tx, tw))
+        loss = F.mean(F.sum(hidden * hidden, axis=-1)) + F.var(hidden)
+        loss.backward()
+        return loss.item(), backend.to_numpy(tw.grad)
+
+    loss, grad = run(device)
+    loss_cpu, grad_cpu = run("cpu")
+    np.testing.assert_allclose(loss, loss_cpu, rtol=1e-5)
+    np.testing.assert_allclose(grad, grad_cpu, rtol=1e-4, atol=1e-5)
+    assert np.isfinite(grad).all() and np.abs(grad).sum() > 0

@@ -1,0 +1,15 @@
+"""Neural-network building blocks: ``Module`` and the layers made from it.
+
+``import tinymuse.nn as nn`` then ``nn.Linear(4, 8)``, ``nn.TransformerBlock(64, 4)``;
+initialisers live in ``nn.init``.
+"""
+from . import init  # noqa: F401
+from .module import LoadResult, Module, ModuleDict, ModuleList, Parameter, Sequential
+from .layers import (GELU, Conv2d, Dropout, Embedding, GroupNorm, Identity, LayerNorm, Linear,
+                     ReLU, SiLU)
+from .attention import MultiHeadAttention
+from .transformer import TransformerBlock
+
+__all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "LoadResult",
+           "Linear", "Embedding", "LayerNorm", "GroupNorm", "Conv2d", "Dropout",
+           "GELU", "SiLU", "ReLU", "Identity", "MultiHeadAttention", "TransformerBlock", "init"]

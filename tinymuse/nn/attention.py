@@ -1,0 +1,126 @@
+"""Multi-head attention.
+
+Each position of ``x`` asks a *query*; every position of the sequence it
+attends to (``x`` itself, or a ``context`` such as text embeddings) offers a
+*key* and a *value*. A query takes the values weighted by how well it matches
+each key:
+
+    Attention(Q, K, V) = softmax(Q Kᵀ / √d) V            (Vaswani et al., 2017)
+
+With ``h`` heads the model dimension D is cut into h slices of d = D / h, each
+head attends on its own, and an output projection mixes the heads again:
+
+    MultiHead(x) = concat(head_1, ..., head_h) W_o,   head_i = Attention(x W_q^i, c W_k^i, c W_v^i)
+
+Heads are not a loop: each projection is one matrix product for all heads,
+whose output is reshaped to (B, h, T, d), so all heads run in one batched
+call of the fused ``F.scaled_dot_product_attention``.
+"""
+from __future__ import annotations
+
+from .. import backend
+from .. import functional as F
+from ..tensor import Tensor
+from .layers import Linear
+from .module import Module
+
+__all__ = ["MultiHeadAttention"]
+
+
+class MultiHeadAttention(Module):
+    """Self-attention, or cross-attention when ``context_dim`` is given.
+
+    Queries come from ``x`` (projection ``q``); keys and values (projections
+    ``k`` and ``v``) come from ``x`` itself (self-attention) or from a
+    ``context`` of width ``context_dim`` (cross-attention).
+
+    ``forward(x, context=None, mask=None)``: ``x`` is (B, Tq, D), ``context``
+    (B, Tk, context_dim). ``mask`` is boolean with True = "may attend":
+
+    - (B, Tk): which keys are real tokens (e.g. a text padding mask), the same
+      for every query and head;
+    - (B, Tq, Tk) or anything that broadcasts to (B, h, Tq, Tk): a pattern
+      per query (e.g. a causal mask of shape (1, 1, T, T)).
+
+    A query allowed no key at all gets a zero output (see the fused op).
+
+    Why three projections and not one fused (D → 3D) matrix product: the
+    fused product must be cut into q, k and v again, and with single-output
+    operations the backward of each cut builds a zero-filled gradient of the
+    full fused size. Measured on a CPU that costs more than the one larger
+    matrix product saves, so each projection is its own ``Linear``.
+    """
+
+    def __init__(self, dim: int, num_heads: int, context_dim: int | None = None,
+                 bias: bool = True, generator=None):
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f"MultiHeadAttention: dim={dim} is not divisible by "
+                             f"num_heads={num_heads}")
+        self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
+        self.context_dim = context_dim
+        source_dim = dim if context_dim is None else context_dim
+        self.q = Linear(dim, dim, bias=bias, generator=generator)
+        self.k = Linear(source_dim, dim, bias=bias, generator=generator)
+        self.v = Linear(source_dim, dim, bias=bias, generator=generator)
+        self.out = Linear(dim, dim, bias=bias, generator=generator)
+
+    @property
+    def is_cross_attention(self) -> bool:
+        return self.context_dim is not None
+
+    def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
+        if x.ndim != 3 or x.shape[-1] != self.dim:
+            raise ValueError(f"{type(self).__name__} expects x of shape (B, T, {self.dim}), "
+                             f"got {x.shape}")
+        B, Tq, _ = x.shape
+        if self.is_cross_attention:
+            if context is None:
+                raise ValueError("this is a cross-attention layer: pass context=(B, Tk, "
+                                 f"{self.context_dim})")
+            if context.ndim != 3 or context.shape[0] != B or context.shape[-1] != self.context_dim:
+                raise ValueError(f"context must have shape ({B}, Tk, {self.context_dim}), "
+                                 f"got {context.shape}")
+            source = context
+        else:
+            if context is not None:
+                raise ValueError("this is a self-attention layer (no context_dim was given), "
+                                 "but a context was passed")
+            source = x
+        Tk = source.shape[1]
+        q = self._split_heads(self.q(x))                                  # (B, H, Tq, d)
+        k = self._split_heads(self.k(source))                             # (B, H, Tk, d)
+        v = self._split_heads(self.v(source))
+        if mask is not None:
+            mask = self._attention_mask(mask, B, Tq, Tk, x.device)
+        y = F.scaled_dot_product_attention(q, k, v, mask=mask)            # (B, H, Tq, d)
+        return self.out(y.transpose(1, 2).reshape(B, Tq, self.dim))       # heads side by side
+
+    def _split_heads(self, t: Tensor) -> Tensor:
+        """(B, T, D) → (B, H, T, d): head h owns features h·d ... (h+1)·d − 1."""
+        B, T, _ = t.shape
+        return t.reshape(B, T, self.num_heads, self.head_dim).transpose(1, 2)
+
+    def _attention_mask(self, mask, B: int, Tq: int, Tk: int, device: str):
+        """A boolean array that broadcasts to (B, H, Tq, Tk)."""
+        mask = mask.data if isinstance(mask, Tensor) else mask
+        if mask.dtype != bool:
+            raise TypeError(f"attention mask must be boolean (True = may attend), "
+                            f"got dtype {mask.dtype}")
+        mask = backend.to_device(mask, device)
+        if mask.ndim == 2:        # (B, Tk): a key padding mask
+            if mask.shape != (B, Tk):
+                raise ValueError(f"a 2-D attention mask is a key mask of shape (B, Tk) = "
+                                 f"({B}, {Tk}), got {mask.shape}")
+            return mask[:, None, None, :]
+        if mask.ndim == 3:        # (B, Tq, Tk): the same for every head
+            mask = mask[:, None]
+        target = (B, self.num_heads, Tq, Tk)
+        if mask.ndim != 4 or any(m not in (1, t) for m, t in zip(mask.shape, target)):
+            raise ValueError(f"attention mask of shape {mask.shape} does not broadcast to "
+                             f"(B, heads, Tq, Tk) = {target}")
+        return mask
+
+    def extra_repr(self) -> str:
+        kind = f", context_dim={self.context_dim}" if self.is_cross_attention else ""
+        return f"dim={self.dim}, num_heads={self.num_heads}{kind}"

@@ -414,26 +414,39 @@ def test_attention_on_every_device(device):
     np.testing.assert_allclose(out.numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
-def test_attention_gradients_match_finite_differences():
-    rng = np.random.default_rng(0)
-    self_attn = nn.MultiHeadAttention(8, 2, generator=seeded(0)).to(dtype=np.float64)
-    causal = np.tril(np.ones((4, 4), bool))[None, None]
-    check_directional(lambda x: self_attn(x, mask=causal), rng.standard_normal((2, 4, 8)))
-
-    cross = nn.MultiHeadAttention(8, 4, context_dim=6, generator=seeded(1)).to(dtype=np.float64)
-    padding = np.array([[True, True, True], [True, False, True]])
-    check_directional(lambda x, c: cross(x, c, mask=padding),
-                      rng.standard_normal((2, 3, 8)), rng.standard_normal((2, 3, 6)))
+@FAST
+@given(batch=st.integers(1, 2), tq=st.integers(1, 4), tk=st.integers(1, 4),
+       heads=st.sampled_from([1, 2]), cross=st.booleans(), causal=st.booleans(),
+       seed=st.integers(0, 1000))
+def test_attention_gradients_match_finite_differences(batch, tq, tk, heads, cross, causal, seed):
+    rng = np.random.default_rng(seed)
+    dim = 2 * heads
+    mha = nn.MultiHeadAttention(dim, heads, context_dim=3 if cross else None,
+                                generator=seeded(seed)).to(dtype=np.float64)
+    inputs = [rng.standard_normal((batch, tq, dim))]
+    if cross:
+        inputs.append(rng.standard_normal((batch, tk, 3)))
+        mask = rng.random((batch, tk)) < 0.6                      # a key padding mask
+        mask[:, -1] = True
+    elif causal:
+        mask = np.tril(np.ones((tq, tq), bool))[None, None]       # (1, 1, T, T)
+    else:
+        mask = None
+    check_directional(lambda x, *c: mha(x, *c, mask=mask), *inputs, seed=seed)
 
 
 # ------------------------------------------------------------- transformer
-def test_transformer_block_gradients_match_finite_differences():
-    rng = np.random.default_rng(0)
-    block = nn.TransformerBlock(8, 2, context_dim=6, dropout=0.1, generator=seeded(0))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_transformer_block_gradients_match_finite_differences(seed):
+    rng = np.random.default_rng(seed)
+    block = nn.TransformerBlock(8, 2, context_dim=6, dropout=0.1, generator=seeded(seed))
     block.to(dtype=np.float64).eval()   # dropout off: the function must be deterministic
     padding = np.array([[True, True, False], [True, True, True]])
     check_directional(lambda x, c: block(x, c, context_mask=padding),
-                      rng.standard_normal((2, 4, 8)), rng.standard_normal((2, 3, 6)))
+                      rng.standard_normal((2, 4, 8)), rng.standard_normal((2, 3, 6)), seed=seed)
+    self_only = nn.TransformerBlock(8, 4, mlp_ratio=2.0, generator=seeded(seed))
+    self_only.to(dtype=np.float64)
+    check_directional(self_only, rng.standard_normal((2, 5, 8)), seed=seed)
 
 
 def test_transformer_block_is_pre_norm_residual():

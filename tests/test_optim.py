@@ -57,7 +57,9 @@ def test_adamw_matches_the_paper(lr, beta1, beta2, wd, seed):
         opt.step()
     expected = adamw_reference(start, grads, lr, beta1, beta2, 1e-8, wd)
     np.testing.assert_allclose(param.data, expected, rtol=1e-5, atol=1e-6)
-    assert param.data.dtype == np.float32
+    assert param.data.dtype == np.float32                      # never upcast by accident
+    assert all(a.dtype == np.float32 for k, a in opt.state_dict()["state"].items()
+               if not k.endswith("step"))
 
 
 def test_adamw_groups_have_their_own_lr_and_decay(rng):

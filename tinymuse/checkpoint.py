@@ -29,7 +29,7 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import numpy as np
@@ -108,8 +108,9 @@ def _fsync_directory(directory: Path) -> None:
 def _atomic_save(path: Path, arrays: dict, header: dict) -> None:
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=directory, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    # A unique hidden name next to the target (the rename must not cross file
+    # systems); created by the writer, so it gets the usual permissions.
+    temporary = str(directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         safetensors_numpy.save_file(arrays, temporary, metadata=header)
         with open(temporary, "rb+") as file:  # flush the bytes to the disk before the rename

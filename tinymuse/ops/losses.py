@@ -63,21 +63,19 @@ def check_cross_entropy_args(logits, targets, weight, label_smoothing, reduction
                          f"axis moved last, e.g. logits.permute(0, 2, 3, 1)")
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be in [0, 1], got {label_smoothing}")
-    arrays = [("targets", targets)]
+    if weight is not None and not hasattr(weight, "dtype"):
+        weight = xp.asarray(weight)
+    for name, array in (("targets", targets), ("weight", weight)):
+        if array is not None and backend.device_of(array) != logits.device:
+            raise RuntimeError(f"cross_entropy: {name} is on {backend.device_of(array)} but the "
+                               f"logits are on {logits.device}; move it with "
+                               f".to('{logits.device}')")
     if weight is not None:
-        if not hasattr(weight, "dtype"):
-            weight = xp.asarray(weight)
         try:
             weight = xp.broadcast_to(weight, targets.shape)
         except ValueError:
             raise ValueError(f"cross_entropy: weight of shape {weight.shape} does not broadcast "
                              f"to the targets' shape {targets.shape}") from None
-        arrays.append(("weight", weight))
-    for name, array in arrays:
-        if backend.device_of(array) != logits.device:
-            raise RuntimeError(f"cross_entropy: {name} is on {backend.device_of(array)} but the "
-                               f"logits are on {logits.device}; move it with "
-                               f".to('{logits.device}')")
     return targets, weight
 
 

@@ -4,7 +4,6 @@ Reference updates are written here from the papers' equations, in float64,
 one step at a time; the library's in-place float32 versions must agree.
 """
 import math
-import warnings
 
 import numpy as np
 import pytest

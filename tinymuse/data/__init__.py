@@ -1,0 +1,57 @@
+"""Data: the shapes world, image-caption folders, batching, and helpers to look at images.
+
+Plain NumPy, Pillow and SentencePiece; nothing here needs the autograd engine.
+"""
+
+from .folder import ImageCaptionFolder, load_square_image
+from .grammar import (
+    CaptionError,
+    CaptionSyntaxError,
+    UnknownWordError,
+    check_words,
+    known_words,
+    parse_caption,
+    write_caption,
+)
+from .grid import image_grid, save_image_grid
+from .images import to_model_images, to_uint8_images
+from .loader import Batch, DataLoader
+from .render import render_scene
+from .shapes import ShapesDataset, ShapesExample, sample_spec, sample_text, uses_heldout
+from .spec import GlyphSpec, ObjectSpec, PlacedGlyph, PlacedObject, Scene, SceneSpec, sample_scene
+from .token_cache import TokenCache, encode_dataset_captions, load_token_cache, save_token_cache
+
+__all__ = [
+    "Batch",
+    "CaptionError",
+    "CaptionSyntaxError",
+    "DataLoader",
+    "GlyphSpec",
+    "ImageCaptionFolder",
+    "ObjectSpec",
+    "PlacedGlyph",
+    "PlacedObject",
+    "Scene",
+    "SceneSpec",
+    "ShapesDataset",
+    "ShapesExample",
+    "TokenCache",
+    "UnknownWordError",
+    "check_words",
+    "encode_dataset_captions",
+    "image_grid",
+    "known_words",
+    "load_square_image",
+    "load_token_cache",
+    "parse_caption",
+    "render_scene",
+    "sample_scene",
+    "sample_spec",
+    "sample_text",
+    "save_image_grid",
+    "save_token_cache",
+    "to_model_images",
+    "to_uint8_images",
+    "uses_heldout",
+    "write_caption",
+]

@@ -12,8 +12,16 @@ from tinymuse import Tensor, no_grad
 from tinymuse.checkpoint import CheckpointError
 from tinymuse.data import ShapesDataset
 from tinymuse.optim import AdamW
-from tinymuse.vq import (VQConfig, VQTokenizer, VectorQuantizer, codebook_statistics,
-                         load_image_tokens, pre_encode, psnr, stage_config)
+from tinymuse.vq import (
+    VectorQuantizer,
+    VQConfig,
+    VQTokenizer,
+    codebook_statistics,
+    load_image_tokens,
+    pre_encode,
+    psnr,
+    stage_config,
+)
 from tinymuse.vq.tokens import load_examples
 
 FAST = settings(max_examples=20, deadline=None)
@@ -289,7 +297,11 @@ def test_checkpoint_round_trip(tmp_path):
     model(images)                                  # move the EMA buffers away from their start
     model.eval()
     path = model.save(tmp_path / "tok.safetensors")
+    tinymuse.manual_seed(7)
     loaded = VQTokenizer.load(path)
+    after_load = tinymuse.randn(3).numpy()
+    tinymuse.manual_seed(7)
+    np.testing.assert_array_equal(after_load, tinymuse.randn(3).numpy())  # loading drew nothing
     assert loaded.config == model.config and not loaded.training
     for name, value in model.state_dict().items():
         np.testing.assert_array_equal(loaded.state_dict()[name], value, err_msg=name)
@@ -315,3 +327,15 @@ def test_pre_encode_writes_a_token_cache(tmp_path):
     assert VQConfig.from_dict(cache.tokenizer_config) == model.config
     with pytest.raises(ValueError, match="infinite"):
         pre_encode(model, ShapesDataset(8), tmp_path / "x.safetensors")
+
+
+def test_the_pre_encode_command(tmp_path):
+    from tinymuse.vq import tokens
+    model = tiny_tokenizer().eval()
+    model.save(tmp_path / "tok.safetensors")
+    assert tokens.main([str(tmp_path / "tok.safetensors"), str(tmp_path / "cache.safetensors"),
+                        "--count", "5", "--seed", "2"]) == 0
+    cache = load_image_tokens(tmp_path / "cache.safetensors")
+    images, captions = load_examples(ShapesDataset(8, seed=2), range(5))
+    np.testing.assert_array_equal(cache.tokens, model.encode(images).numpy())
+    assert cache.captions == captions

@@ -9,7 +9,7 @@ Modules: ``config`` (dataclass configs per stage), ``quantizer`` (nearest codes,
 straight-through gradient, EMA and dead-code restarts), ``model`` (encoder,
 decoder), ``tokenizer`` (the whole model, encode/decode, save/load), ``train``
 (the training loop and ``python -m tinymuse.vq.train``), ``tokens`` (metrics and
-pre-encoding a dataset to a token cache). Chapter 4 of the tutorials explains it.
+pre-encoding a dataset to a token cache; ``python -m tinymuse.vq.tokens``). Chapter 4 of the tutorials explains it.
 """
 from .config import STAGES, VQConfig, VQTrainConfig, stage_config
 from .quantizer import Quantized, VectorQuantizer, codebook_statistics

@@ -122,7 +122,11 @@ class VQTokenizer(Module):
                 f"{path} is not a saved VQTokenizer (save one with VQTokenizer.save; a training "
                 f"state lives in checkpoint.safetensors, the final tokenizer in "
                 f"tokenizer.safetensors)")
+        # Building the layers draws initial weights that are overwritten at once; keep the
+        # library's default generator where it was, so loading has no side effect on it.
+        rng_state = backend.default_generator.state_dict()
         model = cls(VQConfig.from_dict(saved.config))
+        backend.default_generator.load_state_dict(rng_state)
         model.load_state_dict(saved.tensors)
         if device is not None:
             model.to(device)

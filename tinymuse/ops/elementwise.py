@@ -41,11 +41,9 @@ def _is_scalar(value) -> bool:
     return isinstance(value, _PYTHON_SCALARS) or isinstance(value, np.generic)
 
 
-def _constant(value, like: Tensor | None) -> Tensor:
+def _constant(value, like: Tensor) -> Tensor:
     """A constant Tensor for a list or array, on ``like``'s device. Python data
     (lists) takes ``like``'s floating dtype; arrays keep their own dtype."""
-    if like is None:
-        return Tensor(value)
     is_array = isinstance(value, backend.get_array_module(value).ndarray)
     dtype = like.dtype if like.dtype.kind == "f" and not is_array else None
     return Tensor(value, dtype=dtype, device=like.device)
@@ -185,6 +183,8 @@ class Div(Function):
 
 
 class Neg(Function):
+    """y = −x; dL/dx = −dL/dy."""
+
     def forward(self, x):
         return -x
 
@@ -596,6 +596,8 @@ def _bool_mask(name: str, mask, like) -> Tensor:
 
 def where(condition, a, b) -> Tensor:
     """a where ``condition`` (a bool tensor) is True, b elsewhere; all three broadcast."""
+    if isinstance(condition, Tensor) and not isinstance(a, Tensor) and not isinstance(b, Tensor):
+        a = Tensor(a, device=condition.device)  # where(mask, 1.0, 0.0): float32, on mask's device
     a, b = _operands("where", a, b)
     condition = _bool_mask("where", condition, a if isinstance(a, Tensor) else b)
     shapes = [condition.shape] + [t.shape for t in (a, b) if isinstance(t, Tensor)]
@@ -608,10 +610,10 @@ def masked_fill(x, mask, value) -> Tensor:
     to x's shape) is True; e.g. ``masked_fill(scores, ~allowed, float('-inf'))``."""
     x = _tensor(x)
     mask = _bool_mask("masked_fill", mask, x)
-    _check_broadcast("masked_fill", x.shape, mask.shape)
-    if np.broadcast_shapes(x.shape, mask.shape) != x.shape:
-        raise ValueError(f"masked_fill: a mask of shape {mask.shape} would enlarge the tensor "
-                         f"of shape {x.shape}; the mask must broadcast to the tensor's shape")
+    if mask.ndim > x.ndim or not _broadcastable(mask.shape, x.shape) or any(
+            m != n and n == 1 for m, n in zip(reversed(mask.shape), reversed(x.shape))):
+        raise ValueError(f"masked_fill: a mask of shape {mask.shape} does not broadcast to the "
+                         f"tensor's shape {x.shape} (the result keeps the tensor's shape)")
     if isinstance(value, Tensor):
         value = value.item()
     if not _is_scalar(value):
@@ -634,6 +636,9 @@ def clip(x, low=None, high=None) -> Tensor:
 # ---------------------------------------------------------------- comparisons
 def _compare(name: str, ufunc: str, a, b) -> Tensor:
     a, b = _operands(name, a, b, same_float_dtype=False)
+    if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
+        raise RuntimeError(f"{name}: tensors on different devices ({a.device} and {b.device}); "
+                           f"move one with .to('{a.device}')")
     a_data = a.data if isinstance(a, Tensor) else a
     b_data = b.data if isinstance(b, Tensor) else b
     return Tensor(getattr(_xp(a_data, b_data), ufunc)(a_data, b_data))

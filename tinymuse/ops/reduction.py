@@ -116,6 +116,12 @@ def _reduction_input(x, name: str, axis) -> tuple[Tensor, tuple]:
     return x, (tuple(range(x.ndim)) if axes is None else axes)
 
 
+def _check_not_empty(x: Tensor, axes: tuple, name: str) -> None:
+    if _count(x.shape, axes) == 0:
+        raise ValueError(f"{name}: cannot reduce over an empty axis (tensor of shape {x.shape}, "
+                         f"axes {axes})")
+
+
 def _as_float(x: Tensor) -> Tensor:
     return x if x.dtype.kind == "f" else x.astype(backend.DEFAULT_DTYPE)
 
@@ -173,8 +179,3 @@ def argmax(x, axis=None, keepdims=False) -> Tensor:
     _check_not_empty(x, tuple(range(x.ndim)) if axis is None else (axis,), "argmax")
     return Tensor(x.xp.argmax(x.data, axis=axis, keepdims=keepdims).astype("int64", copy=False))
 
-
-def _check_not_empty(x: Tensor, axes: tuple, name: str) -> None:
-    if _count(x.shape, axes) == 0:
-        raise ValueError(f"{name}: cannot reduce over an empty axis (tensor of shape {x.shape}, "
-                         f"axes {axes})")

@@ -2,7 +2,8 @@
 finite differences (float64), repeated indices, joining and cutting."""
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import tinymuse.functional as F
@@ -204,7 +205,7 @@ def test_stack(case, data):
 
 @SETTINGS
 @given(x=array(), data=st.data())
-def test_split_into_sizes_and_pieces_of_one_size(x, data):
+def test_split_and_chunk(x, data):
     axis = data.draw(st.integers(-x.ndim, x.ndim - 1))
     length = x.shape[axis]
     cuts = sorted(data.draw(st.lists(st.integers(0, length), max_size=3)))
@@ -223,6 +224,12 @@ def test_split_into_sizes_and_pieces_of_one_size(x, data):
     assert [p.shape[axis] for p in pieces] == \
         [size] * (length // size) + ([length % size] if length % size else [])
     np.testing.assert_array_equal(F.concatenate(pieces, axis).numpy(), x)
+
+    n = data.draw(st.integers(1, length + 1))
+    chunks = F.chunk(Tensor(x), n, axis)
+    assert len(chunks) <= n and all(c.shape[axis] == -(-length // n) for c in chunks[:-1])
+    check_gradients(lambda t: F.concatenate(
+        [p * (k + 1.0) for k, p in enumerate(F.chunk(t, n, axis))], axis), x)
 
 
 def test_chunk_follows_torch():

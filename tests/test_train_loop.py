@@ -1,0 +1,186 @@
+"""The masked-token training loop: exact resume, NaN stops, EMA, monitoring, reuse."""
+import json
+
+import numpy as np
+import pytest
+
+from tinymuse import Tensor, backend, checkpoint, nn
+from tinymuse import functional as F
+from tinymuse.models import BaseTransformer, BaseTransformerConfig, MaskedStep
+from tinymuse.text.encoder import TextEncoderConfig
+from tinymuse.text.pretrain import shapes_captions
+from tinymuse.text.tokenizer import Tokenizer
+from tinymuse.train import (EMA, SampleMonitor, TrainConfig, TrainingDiverged, step_generator,
+                            step_indices, train_stage)
+from tinymuse.vq.tokens import ImageTokens
+
+K, GRID = 16, 4
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return Tokenizer.train(shapes_captions(300, seed=0), vocab_size=200)
+
+
+@pytest.fixture(scope="module")
+def cache():
+    captions = shapes_captions(12, seed=1)
+    tokens = np.random.default_rng(0).integers(0, K, (12, GRID, GRID)).astype(np.int32)
+    return ImageTokens(tokens, np.arange(12), captions, {})
+
+
+def tiny_model(tokenizer, dropout=0.0):
+    text = TextEncoderConfig(vocab_size=tokenizer.vocab_size, max_length=32, d_model=16,
+                             num_layers=1, num_heads=2)
+    config = BaseTransformerConfig(codebook_size=K, grid_size=GRID, d_model=32, num_layers=2,
+                                   num_heads=4, dropout=dropout, text=text)
+    return BaseTransformer(config, tokenizer=tokenizer, generator=backend.Generator(0))
+
+
+def quiet(**changes):
+    values = dict(steps=8, batch_size=4, warmup_steps=2, checkpoint_every=3, log_every=1,
+                  progress=False)
+    values.update(changes)
+    return TrainConfig(**values)
+
+
+def test_resuming_gives_exactly_the_losses_of_an_unbroken_run(tmp_path, tokenizer, cache):
+    # Dropout and EMA on: the dropout generator and the averages must be restored too.
+    config = quiet(ema_decay=0.9)
+    backend.manual_seed(11)
+    unbroken = train_stage(tiny_model(tokenizer, dropout=0.1), cache, config, tmp_path / "a")
+    backend.manual_seed(11)
+    first = train_stage(tiny_model(tokenizer, dropout=0.1), cache, config, tmp_path / "b",
+                        stop_at=5)
+    backend.manual_seed(999)  # whatever happens in between: the checkpoint restores it
+    second = train_stage(tiny_model(tokenizer, dropout=0.1), cache, config, tmp_path / "b")
+    assert (first.step, second.start_step, second.step) == (5, 5, 8)
+    losses = [h["loss"] for h in unbroken.history]
+    assert len(losses) == 8
+    assert [h["loss"] for h in first.history + second.history] == losses
+    # the sampling weights agree too
+    a = checkpoint.load(tmp_path / "a" / "model.safetensors").tensors
+    b = checkpoint.load(tmp_path / "b" / "model.safetensors").tensors
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # ...and they are an average: neither the initial nor the last trained weights
+    initial = tiny_model(tokenizer).state_dict()["head.weight"]
+    trained = checkpoint.load(tmp_path / "a" / "checkpoint.safetensors").tensors
+    assert not np.allclose(a["head.weight"], initial)
+    assert not np.allclose(a["head.weight"], trained["model.model.head.weight"])
+
+
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, tokenizer,
+                                                                     cache, monkeypatch):
+    model = tiny_model(tokenizer)
+    real = model.training_loss
+    calls = []
+
+    def poisoned(batch, generator):
+        step = real(batch, generator)
+        calls.append(1)
+        if len(calls) == 5:  # the fifth step (step index 4) goes bad
+            return MaskedStep(step.loss * float("nan"), step.accuracy, step.num_masked)
+        return step
+
+    monkeypatch.setattr(model, "training_loss", poisoned)
+    with pytest.raises(TrainingDiverged, match="step 4.*last good checkpoint"):
+        train_stage(model, cache, quiet(), tmp_path)
+    saved = checkpoint.load(tmp_path / "checkpoint.safetensors")
+    assert saved.metadata["step"] == 3, "the checkpoint of step 3 survives, nothing after it"
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert max(entry["step"] for entry in logged) == 4  # steps 1-4 ran; the NaN one did not
+
+
+def test_ema_is_the_exponential_moving_average():
+    layer = nn.Linear(2, 2)
+    frozen = nn.Linear(2, 2)
+    for p in frozen.parameters():
+        p.requires_grad_(False)
+    model = nn.ModuleDict({"layer": layer, "frozen": frozen})
+    ema = EMA(model, decay=0.75)
+    assert sorted(ema.names) == ["layer.bias", "layer.weight"], "only trainable weights"
+    start = layer.weight.data.copy()
+    layer.weight.data[...] = start + 4.0
+    ema.update(model)
+    average = getattr(ema, "layer__weight").data
+    np.testing.assert_allclose(average, 0.75 * start + 0.25 * (start + 4.0), rtol=1e-6)
+    with ema.swapped_into(model):
+        np.testing.assert_array_equal(layer.weight.data, average)
+    np.testing.assert_array_equal(layer.weight.data, start + 4.0)
+    with pytest.raises(ValueError, match="decay"):
+        EMA(model, decay=1.0)
+
+
+def test_the_monitor_samples_scores_and_saves_a_grid(tmp_path, tokenizer, cache):
+    prompts = ["a red circle", "two blue squares"]
+    seen = []
+
+    def flat_images(model, prompts):
+        seen.append((model.training, len(prompts)))
+        return np.full((len(prompts), 32, 32, 3), 128, np.uint8)  # blank gray samples
+
+    monitor = SampleMonitor(prompts, flat_images)
+    result = train_stage(tiny_model(tokenizer), cache, quiet(steps=4, sample_every=2), tmp_path,
+                         monitor=monitor)
+    assert seen == [(False, 2), (False, 2)], "sampled at steps 2 and 4, in eval mode"
+    assert [s["step"] for s in result.samples] == [2, 4]
+    assert result.samples[0]["flat_images"] == 1.0, "blank samples are flagged"
+    assert result.samples[0]["oracle/colour"] == 0.0
+    assert (tmp_path / "samples" / "step_000002.png").is_file()
+    logged = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logged if e.get("kind") == "samples"] == [2, 4]
+
+
+def test_monitor_images_from_a_real_model_are_scored(tokenizer):
+    model = tiny_model(tokenizer)
+
+    def decode(model, prompts):  # stands in for the VQ decoder: token id -> a gray level
+        tokens = model.generate(prompts, steps=2).tokens
+        return np.repeat(np.repeat(tokens * 16, 8, 1), 8, 2)[..., None].repeat(3, -1).astype(np.uint8)
+
+    metrics = SampleMonitor(["a red circle"], decode)(model, 0)
+    assert 0.0 <= metrics["oracle/colour"] <= 1.0 and "flat_images" in metrics
+
+
+class Regressor(nn.Module):
+    """Not a masked transformer at all: the loop only needs training_loss (and a batch_fn)."""
+
+    def __init__(self):
+        super().__init__()
+        self.layer = nn.Linear(3, 1, generator=backend.Generator(0))
+
+    def training_loss(self, batch, generator):
+        loss = F.mse_loss(self.layer(Tensor(batch["x"])), Tensor(batch["y"]))
+        return MaskedStep(loss, 0.0, len(batch["x"]))
+
+
+def test_the_loop_trains_any_stage_through_batch_fn(tmp_path):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((64, 3)).astype(np.float32)
+    y = x @ np.array([[1.0], [-2.0], [0.5]], np.float32)
+
+    def batch_fn(data, indices):
+        return {"x": data[0][indices], "y": data[1][indices]}
+
+    class Data(tuple):
+        pass
+
+    result = train_stage(Regressor(), Data((x, y)), quiet(steps=150, batch_size=16, lr=0.05,
+                                                          weight_decay=0.0, warmup_steps=5),
+                         tmp_path, batch_fn=batch_fn)
+    losses = [h["loss"] for h in result.history]
+    assert np.mean(losses[-10:]) < 0.01 * np.mean(losses[:10])
+
+
+def test_steps_draw_from_seeded_stateless_generators():
+    np.testing.assert_array_equal(step_indices(0, 7, 5, 100), step_indices(0, 7, 5, 100))
+    assert not np.array_equal(step_indices(0, 7, 50, 100), step_indices(0, 8, 50, 100))
+    assert step_generator(3, 2).random(4).tolist() == step_generator(3, 2).random(4).tolist()
+
+
+def test_an_empty_cache_is_a_clear_error(tmp_path, tokenizer):
+    empty = ImageTokens(np.zeros((0, GRID, GRID), np.int32), np.arange(0), [], {})
+    with pytest.raises(ValueError, match="empty"):
+        train_stage(tiny_model(tokenizer), empty, quiet(), tmp_path)

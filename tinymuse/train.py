@@ -1,0 +1,358 @@
+"""Training a masked-token stage (the base transformer now, super-resolution later).
+
+One step of :func:`train_stage`:
+
+    batch  = model.make_batch(token_cache, indices)     image tokens + tokenized captions
+    step   = model.training_loss(batch, generator)      mask, fill with [MASK], predict, CE
+    step.loss.backward();  clip_grad_norm;  AdamW;  warm-up + cosine schedule;  EMA update
+
+The loop knows nothing about what a batch holds: a model brings its own ``make_batch`` and
+``training_loss`` (returning :class:`tinymuse.models.base.MaskedStep`), so the
+super-resolution stage, whose batches also carry low-resolution tokens, reuses this loop as
+it is (or passes ``batch_fn=``).
+
+A run lives in one folder ``out_dir``:
+
+- ``checkpoint.safetensors``: the full training state (weights, EMA weights, AdamW moments,
+  schedule, the dropout generator, the step), written atomically every
+  ``checkpoint_every`` steps and at the end. Calling :func:`train_stage` again on the same
+  folder resumes from it and continues exactly as if it had never stopped: step ``t``'s batch
+  and masks are drawn from generators seeded with ``(seed, t)``, so there is no data-loader
+  state to restore.
+- ``model.safetensors``: the weights for sampling (the EMA weights when EMA is on).
+- ``samples/step_<t>.png`` and ``log.jsonl``: every ``sample_every`` steps a ``monitor``
+  (e.g. :class:`SampleMonitor`) draws images for fixed prompts, saves a grid and scores it
+  with the shapes oracle. A loss that falls while the samples stay blank or one flat colour
+  is the classic failure of these models; the monitor reports the share of flat images so it
+  shows up in the log long before a run is over.
+
+A loss that turns NaN or infinite stops the run with :class:`TrainingDiverged`; nothing is
+written after the last good step, so the last checkpoint stays as it was.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from . import backend, checkpoint, nn, optim
+from .tensor import Tensor, no_grad
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "EMA", "SampleMonitor",
+           "train_stage", "step_generator", "step_indices"]
+
+CHECKPOINT = "checkpoint.safetensors"
+MODEL = "model.safetensors"
+LOG = "log.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """How to train a masked-token stage. Defaults suit the base stage on a CPU."""
+
+    steps: int = 4000
+    batch_size: int = 64
+    lr: float = 1e-3
+    betas: tuple = (0.9, 0.96)     # Muse's β₂ = 0.96: quicker to forget stale squared gradients
+    weight_decay: float = 0.045    # Muse's value; biases, norms and embeddings get none
+    warmup_steps: int = 200
+    min_lr_ratio: float = 0.1      # the cosine ends at lr · min_lr_ratio
+    grad_clip: float = 1.0
+    ema_decay: float | None = None  # e.g. 0.999; None: no EMA
+    seed: int = 0
+    log_every: int = 10
+    checkpoint_every: int = 250
+    sample_every: int = 500
+    progress: bool = True
+
+    def to_dict(self) -> dict:
+        values = dataclasses.asdict(self)
+        values["betas"] = list(values["betas"])
+        return values
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss or the gradient became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_stage` did in this call."""
+
+    start_step: int               # the step it resumed from (0 for a fresh run)
+    step: int                     # the step it stopped at
+    history: list                 # one dict per step run: step, loss, accuracy, lr, grad_norm
+    samples: list                 # one dict of monitor metrics per sampling, with its step
+    seconds: float
+    out_dir: Path
+
+
+def step_indices(seed: int, step: int, batch_size: int, size: int) -> np.ndarray:
+    """The cache rows of step ``step``: a function of ``(seed, step)`` only."""
+    return np.random.default_rng([seed, 0, step]).integers(0, size, batch_size)
+
+
+def step_generator(seed: int, step: int) -> backend.Generator:
+    """The generator for step ``step``'s caption dropout and masks: seeded with
+    ``(seed, step)``, so a resumed run draws exactly what an unbroken run would."""
+    return backend.Generator([seed, 1, step])
+
+
+class EMA(nn.Module):
+    """An exponential moving average of a model's trainable weights (Polyak averaging):
+
+        θ_ema ← d · θ_ema + (1 − d) · θ     after every optimizer step.
+
+    The average is smoother than the latest weights and often samples better. It is kept
+    as buffers (one per trainable parameter) so it is saved with the training state;
+    :meth:`swapped_into` lends it to the model for sampling.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                self.register_buffer(self._key(name), Tensor(param.data.copy()))
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "__")
+
+    def _pairs(self, model):
+        params = dict(model.named_parameters())
+        return [(getattr(self, self._key(name)), params[name]) for name in self.names]
+
+    def update(self, model: nn.Module) -> None:
+        for average, param in self._pairs(model):
+            # θ_ema += (1 − d)(θ − θ_ema): one temporary, in place otherwise
+            difference = param.data - average.data
+            difference *= 1.0 - self.decay
+            average.data += difference
+
+    def swapped_into(self, model: nn.Module):
+        """``with ema.swapped_into(model): ...`` runs with the averaged weights in ``model``
+        and puts the trained weights back afterwards (only array references move)."""
+        ema = self
+
+        class _Swap:
+            def __enter__(self):
+                self.saved = [(param, param.data) for _, param in ema._pairs(model)]
+                for average, param in ema._pairs(model):
+                    param.data = average.data
+                return model
+
+            def __exit__(self, *exc):
+                for param, data in self.saved:
+                    param.data = data
+                return False
+
+        return _Swap()
+
+
+class SampleMonitor:
+    """Draw images for fixed prompts, save them as a grid and score them with the oracle.
+
+    ``generate_images(model, prompts) -> images`` (float (B, 3, H, W) in [-1, 1] or uint8)
+    is the stage's sampler; for the base stage,
+    ``lambda m, p: vq.decode(m.generate(p, steps=8).tokens)``. Called with a model and a
+    step, it returns the oracle's accuracy per attribute (``"oracle/<attribute>"``) and
+    ``"flat_images"``, the share of samples that are one flat colour (the blank-sample
+    failure), and writes ``samples/step_<step>.png`` under ``out_dir``.
+    """
+
+    def __init__(self, prompts, generate_images: Callable, out_dir=None, score: bool = True,
+                 seed: int = 1234):
+        self.prompts = list(prompts)
+        self.generate_images = generate_images
+        self.out_dir = None if out_dir is None else Path(out_dir)
+        self.score = score
+        self.seed = seed
+
+    def __call__(self, model, step: int, out_dir=None) -> dict:
+        from .data.grid import save_image_grid
+        from .data.images import to_uint8_images
+
+        backend_state = backend.default_generator.state_dict()
+        backend.manual_seed(self.seed)  # the same noise at every sampling, for comparison
+        try:
+            images = self.generate_images(model, self.prompts)
+        finally:
+            backend.default_generator.load_state_dict(backend_state)
+        images = to_uint8_images(images.numpy() if isinstance(images, Tensor) else images)
+        folder = Path(out_dir) if out_dir is not None else self.out_dir
+        if folder is not None:
+            save_image_grid(images, folder / "samples" / f"step_{step:06d}.png", scale=2)
+        spread = images.reshape(len(images), -1, 3).astype(np.float32).std(axis=1).max(axis=1)
+        metrics = {"flat_images": float(np.mean(spread < 8.0))}
+        if self.score:
+            from .evaluate import score_prompts
+            metrics.update({f"oracle/{k}": v
+                            for k, v in score_prompts(self.prompts, images).items()})
+        return metrics
+
+
+def _config_record(model, config: TrainConfig) -> dict:
+    model_config = getattr(model, "config", None)
+    if dataclasses.is_dataclass(model_config):
+        model_config = dataclasses.asdict(model_config)
+    record = config.to_dict()
+    for key in ("progress", "log_every", "checkpoint_every", "sample_every"):
+        record.pop(key)  # how a run reports itself does not change what it computes
+    return {"model": model_config, "train": record}
+
+
+def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=None, *,
+                batch_fn: Callable | None = None, monitor: Callable | None = None,
+                resume: bool = True, stop_at: int | None = None) -> TrainResult:
+    """Train ``model`` on ``token_cache`` for ``config.steps`` steps, in ``out_dir``.
+
+    ``model`` needs ``training_loss(batch, generator) -> MaskedStep`` and, unless
+    ``batch_fn(token_cache, indices) -> batch`` is given, ``make_batch(token_cache,
+    indices)``. ``token_cache`` is anything with ``len()`` that those understand (for the base
+    stage an image-token cache from :func:`tinymuse.vq.tokens.load_image_tokens`).
+    ``monitor(model, step, out_dir) -> dict`` runs every ``sample_every`` steps and at the
+    end, under EMA weights when EMA is on. With ``resume`` (the default) a checkpoint in
+    ``out_dir`` is picked up and training continues from its step; ``stop_at`` ends this call
+    early at that step (the schedule still runs to ``config.steps``).
+    """
+    config = config or TrainConfig()
+    out_dir = Path(out_dir if out_dir is not None else "runs/stage")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    batch_fn = batch_fn or model.make_batch
+    size = len(token_cache)
+    if size == 0:
+        raise ValueError("the token cache is empty: pre-encode a dataset first "
+                         "(tinymuse.vq.tokens.pre_encode)")
+    end = config.steps if stop_at is None else min(stop_at, config.steps)
+
+    model.train()
+    optimizer = optim.AdamW(optim.weight_decay_groups(model, config.weight_decay), lr=config.lr,
+                            betas=tuple(config.betas))
+    scheduler = optim.WarmupCosine(optimizer, min(config.warmup_steps, config.steps),
+                                   config.steps, config.min_lr_ratio)
+    ema = EMA(model, config.ema_decay) if config.ema_decay else None
+    state_module = nn.ModuleDict({"model": model, "ema": ema}) if ema else model
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    record = _config_record(model, config)
+    generators = {"default": backend.default_generator}  # dropout draws from it
+    checkpoint_path = out_dir / CHECKPOINT
+
+    step = 0
+    if resume and checkpoint_path.exists():
+        state = checkpoint.load_training_state(checkpoint_path, state_module, optimizer,
+                                               scheduler, generators, config=record)
+        step = state.step
+
+    def save(at_step: int) -> None:
+        checkpoint.save_training_state(checkpoint_path, state_module, optimizer, scheduler,
+                                       generators, step=at_step, config=record)
+        _save_weights(model, ema, out_dir / MODEL, at_step)
+
+    def sample(at_step: int) -> dict:
+        model.eval()
+        try:
+            if ema is not None:
+                with ema.swapped_into(model):
+                    metrics = monitor(model, at_step, out_dir)
+            else:
+                metrics = monitor(model, at_step, out_dir)
+        finally:
+            model.train()
+        metrics = {"step": at_step, **metrics}
+        _log(out_dir, {"kind": "samples", **metrics})
+        if metrics.get("flat_images", 0.0) >= 0.5:
+            print(f"warning: at step {at_step}, {metrics['flat_images']:.0%} of the samples are "
+                  f"one flat colour although the loss may be falling; see "
+                  f"{out_dir / 'samples'} (if it persists: check the mask, the loss "
+                  f"positions, the learning rate)")
+        return metrics
+
+    start, started = step, time.perf_counter()
+    history, samples = [], []
+    bar = _progress_bar(config, start, end)
+    recent_loss, recent_accuracy = [], []
+    while step < end:
+        indices = step_indices(config.seed, step, config.batch_size, size)
+        result = model.training_loss(batch_fn(token_cache, indices),
+                                     step_generator(config.seed, step))
+        loss = result.loss.item()
+        if not math.isfinite(loss):
+            _diverged(bar, step, f"the loss is {loss}", checkpoint_path)
+        optimizer.zero_grad()
+        result.loss.backward()
+        grad_norm = optim.clip_grad_norm(trainable, config.grad_clip, error_if_nonfinite=False)
+        if not math.isfinite(grad_norm):
+            _diverged(bar, step, f"the gradient norm is {grad_norm}", checkpoint_path)
+        lr = optimizer.param_groups[0]["lr"]
+        optimizer.step()
+        scheduler.step()
+        if ema is not None:
+            ema.update(model)
+        step += 1
+        entry = {"step": step, "loss": loss, "accuracy": result.accuracy, "lr": lr,
+                 "grad_norm": grad_norm}
+        history.append(entry)
+        recent_loss = (recent_loss + [loss])[-20:]
+        recent_accuracy = (recent_accuracy + [result.accuracy])[-20:]
+        if step % config.log_every == 0:
+            _log(out_dir, entry)
+        if bar is not None:
+            bar.set_postfix(loss=f"{np.mean(recent_loss):.3f}",
+                            acc=f"{np.mean(recent_accuracy):.3f}", lr=f"{lr:.1e}", refresh=False)
+            bar.update()
+        if step % config.checkpoint_every == 0 or step == end:
+            save(step)
+        if monitor is not None and (step % config.sample_every == 0 or step == config.steps):
+            samples.append(sample(step))
+            if bar is not None:
+                oracle = {k.split("/")[1]: f"{v:.2f}" for k, v in samples[-1].items()
+                          if k.startswith("oracle/")}
+                bar.write(f"step {step}: loss {np.mean(recent_loss):.3f}, masked-token "
+                          f"accuracy {np.mean(recent_accuracy):.3f}, flat samples "
+                          f"{samples[-1].get('flat_images', 0):.0%}, oracle {oracle}")
+    if bar is not None:
+        bar.close()
+    return TrainResult(start, step, history, samples, time.perf_counter() - started, out_dir)
+
+
+def _save_weights(model, ema, path: Path, step: int) -> None:
+    save = getattr(model, "save", None)
+    if save is None:
+        return
+    if ema is not None:
+        with ema.swapped_into(model):
+            save(path, metadata={"step": step, "ema": True})
+    else:
+        save(path, metadata={"step": step, "ema": False})
+
+
+def _diverged(bar, step: int, what: str, checkpoint_path: Path):
+    if bar is not None:
+        bar.close()
+    kept = (f"the last good checkpoint, {checkpoint_path}, is kept" if checkpoint_path.exists()
+            else "no checkpoint had been written yet")
+    raise TrainingDiverged(f"training stopped at step {step}: {what}. Nothing was saved after "
+                           f"the last good step; {kept}. Lower the learning rate, raise the "
+                           f"warm-up, or clip gradients harder, then resume.")
+
+
+def _log(out_dir: Path, entry: dict) -> None:
+    with open(out_dir / LOG, "a", encoding="utf-8") as file:
+        file.write(json.dumps(entry) + "\n")
+
+
+def _progress_bar(config: TrainConfig, start: int, end: int):
+    if not config.progress:
+        return None
+    from tqdm.auto import tqdm
+    return tqdm(total=end, initial=start, desc="training", dynamic_ncols=True)

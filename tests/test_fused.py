@@ -6,7 +6,8 @@ separately tested primitives, so agreement here checks each hand-written fused
 backward against an independent derivation, on random inputs.
 """
 import numpy as np
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinymuse import backend
 from tinymuse.ops import reference as ref

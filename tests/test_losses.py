@@ -5,7 +5,8 @@ gradients with central finite differences.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinymuse import backend
 from tinymuse.gradcheck import check_gradients

@@ -7,13 +7,22 @@ loops written here, never against numbers copied from the implementation.
 """
 import numpy as np
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tinymuse import backend
 from tinymuse.gradcheck import check_directional, check_gradients
 from tinymuse.ops.attention import scaled_dot_product_attention
-from tinymuse.ops.nn import (avg_pool2d, conv2d, conv_transpose2d, dropout, embedding,
-                             log_softmax, softmax, upsample_nearest2d)
+from tinymuse.ops.nn import (
+    avg_pool2d,
+    conv2d,
+    conv_transpose2d,
+    dropout,
+    embedding,
+    log_softmax,
+    softmax,
+    upsample_nearest2d,
+)
 from tinymuse.ops.norm import group_norm, layer_norm
 from tinymuse.tensor import Tensor
 

@@ -37,8 +37,7 @@ class ScaledDotProductAttention(Function):
     def forward(self, q, k, v, mask=None):
         xp = backend.get_array_module(q)
         scale = 1.0 / q.shape[-1] ** 0.5
-        scores = q @ k.swapaxes(-1, -2)
-        scores *= scale
+        scores = (q * scale) @ k.swapaxes(-1, -2)    # scaling q (T×d) is cheaper than S (T×T)
         if mask is not None:
             xp.copyto(scores, -xp.inf, where=xp.logical_not(mask))
         row_max = scores.max(axis=-1, keepdims=True)
@@ -55,6 +54,7 @@ class ScaledDotProductAttention(Function):
         return out
 
     def backward(self, grad):
+        xp = backend.get_array_module(grad)
         need_q, need_k, need_v = self.needs_input_grad[:3]
         p = self.p
         dq = dk = dv = None
@@ -62,14 +62,14 @@ class ScaledDotProductAttention(Function):
             dv = p.swapaxes(-1, -2) @ grad
         if need_q or need_k:
             ds = grad @ self.v.swapaxes(-1, -2)                   # dP
-            r = (grad * self.out).sum(axis=-1, keepdims=True)
-            ds -= r
-            ds *= p
-            ds *= self.scale                                       # dS / √d, shared by dQ and dK
+            ds -= xp.einsum("...i,...i->...", grad, self.out)[..., None]   # − r
+            ds *= p                                                # dS
             if need_q:
                 dq = ds @ self.k
+                dq *= self.scale
             if need_k:
                 dk = ds.swapaxes(-1, -2) @ self.q
+                dk *= self.scale
         return dq, dk, dv
 
 

@@ -167,7 +167,7 @@ def dropout(x: Tensor, p: float, training: bool = True, generator=None) -> Tenso
     if not training or p == 0.0:
         return x
     generator = generator or backend.default_generator
-    keep = generator.random(x.shape, dtype=None, device=x.device) >= p
+    keep = generator.random(x.shape, dtype=np.float32, device=x.device) >= p
     mask = keep.astype(x.dtype)
     if p < 1.0:
         mask *= 1.0 / (1.0 - p)

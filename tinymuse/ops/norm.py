@@ -24,28 +24,34 @@ from ..tensor import Function, Tensor
 __all__ = ["layer_norm", "group_norm"]
 
 
+def _row_dot(a, b):
+    """Σ_i a[..., i]·b[..., i], keeping the last axis with size 1: a dot
+    product per row, in one pass and without the temporary that
+    ``(a * b).sum(-1)`` would allocate."""
+    xp = backend.get_array_module(a)
+    return xp.einsum("...i,...i->...", a, b)[..., None]
+
+
 def _standardize(x, eps):
     """x̂ and 1/σ over the last axis of ``x`` (a new array, ``x`` untouched)."""
     xp = backend.get_array_module(x)
     x_hat = x - x.mean(axis=-1, keepdims=True)
-    variance = xp.mean(x_hat * x_hat, axis=-1, keepdims=True)
+    variance = _row_dot(x_hat, x_hat) / x.shape[-1]
     inv_std = 1.0 / xp.sqrt(variance + eps)
     x_hat *= inv_std
     return x_hat, inv_std
 
 
-def _standardize_backward(g, g_x_hat, x_hat, inv_std):
+def _standardize_backward(g, x_hat, inv_std):
     """dx = (1/σ)(g − mean(g) − x̂·mean(g·x̂)) over the last axis.
 
-    ``g`` and ``g_x_hat`` (= g·x̂) must be temporaries owned by the caller:
-    they are overwritten, and ``g`` is returned as dx.
+    ``g`` must be a temporary owned by the caller: it is overwritten and
+    returned as dx.
     """
-    xp = backend.get_array_module(g)
     mean_g = g.mean(axis=-1, keepdims=True)
-    mean_g_x_hat = g_x_hat.mean(axis=-1, keepdims=True)
-    xp.multiply(x_hat, mean_g_x_hat, out=g_x_hat)
+    mean_g_x_hat = _row_dot(g, x_hat) / g.shape[-1]
     g -= mean_g
-    g -= g_x_hat
+    g -= x_hat * mean_g_x_hat
     g *= inv_std
     return g
 
@@ -63,22 +69,18 @@ class LayerNorm(Function):
         return y
 
     def backward(self, grad):
+        xp = backend.get_array_module(grad)
         x_hat, weight = self.x_hat, self.weight
         needs_x, needs_w, needs_b = self.needs_input_grad
-        leading = tuple(range(grad.ndim - 1))
         dx = dw = db = None
-        grad_x_hat = grad * x_hat
-        if needs_w:
-            dw = grad_x_hat.sum(axis=leading)
-        if needs_b:
-            db = grad.sum(axis=leading)
+        if needs_w:                                  # dγ = Σ over positions of dy·x̂
+            size = grad.shape[-1]
+            dw = xp.einsum("ni,ni->i", grad.reshape(-1, size), x_hat.reshape(-1, size))
+        if needs_b:                                  # dβ = Σ over positions of dy
+            db = grad.sum(axis=tuple(range(grad.ndim - 1)))
         if needs_x:
-            if weight is None:
-                g = grad.copy()
-            else:
-                g = grad * weight
-                grad_x_hat *= weight              # now g·x̂
-            dx = _standardize_backward(g, grad_x_hat, x_hat, self.inv_std)
+            g = grad * weight if weight is not None else grad.copy()
+            dx = _standardize_backward(g, x_hat, self.inv_std)
         return dx, dw, db
 
 
@@ -116,21 +118,14 @@ class GroupNorm(Function):
         needs_x, needs_w, needs_b = self.needs_input_grad
         not_channel = (0,) + tuple(range(2, grad.ndim))
         dx = dw = db = None
-        grad_x_hat = grad * x_hat
         if needs_w:
-            dw = grad_x_hat.sum(axis=not_channel)
+            dw = (grad * x_hat).sum(axis=not_channel)
         if needs_b:
             db = grad.sum(axis=not_channel)
         if needs_x:
-            if weight is None:
-                g = grad.copy()
-            else:
-                g = grad * weight.reshape(self.per_channel)
-                grad_x_hat *= weight.reshape(self.per_channel)
-            n = grad.shape[0]
-            blocks = (n, self.num_groups, -1)
-            dx = _standardize_backward(g.reshape(blocks), grad_x_hat.reshape(blocks),
-                                       x_hat.reshape(blocks), self.inv_std)
+            g = grad * weight.reshape(self.per_channel) if weight is not None else grad.copy()
+            blocks = (grad.shape[0], self.num_groups, -1)
+            dx = _standardize_backward(g.reshape(blocks), x_hat.reshape(blocks), self.inv_std)
             dx = dx.reshape(grad.shape)
         return dx, dw, db
 

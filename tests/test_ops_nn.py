@@ -223,6 +223,24 @@ def test_conv2d_forward_float32_on_device(device):
     np.testing.assert_allclose(out.numpy(), naive_conv2d(x, w, b, (2, 2), (1, 1)), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("conv, weight_shape", [(conv2d, (4, 3, 3, 3)),
+                                                 (conv_transpose2d, (3, 4, 3, 3))])
+def test_convolutions_give_the_same_gradient_when_only_one_input_wants_it(conv, weight_shape):
+    """Backward saves only what the requested gradients need; check each alone."""
+    rng = np.random.default_rng(8)
+    x, w = rng.standard_normal((2, 3, 5, 5)), rng.standard_normal(weight_shape)
+    upstream = rng.standard_normal(conv(Tensor(x), Tensor(w), stride=2, padding=1).shape)
+
+    def grads(x_wants, w_wants):
+        tx, tw = Tensor(x, requires_grad=x_wants), Tensor(w, requires_grad=w_wants)
+        conv(tx, tw, stride=2, padding=1).backward(upstream)
+        return tx.grad, tw.grad
+
+    full_dx, full_dw = grads(True, True)
+    np.testing.assert_allclose(grads(True, False)[0], full_dx, rtol=1e-12)
+    np.testing.assert_allclose(grads(False, True)[1], full_dw, rtol=1e-12)
+
+
 def test_conv2d_rejects_mismatched_channels():
     with pytest.raises(ValueError, match="channels"):
         conv2d(Tensor(np.zeros((1, 3, 5, 5))), Tensor(np.zeros((2, 4, 3, 3))))

@@ -269,28 +269,29 @@ class Conv2d(Function):
     """
 
     def forward(self, x, weight, bias=None, stride=(1, 1), padding=(0, 0)):
-        n, _, h, w = x.shape
+        n = x.shape[0]
         out_channels, _, kh, kw = weight.shape
         x_pad = _pad(x, padding)
         ho = (x_pad.shape[2] - kh) // stride[0] + 1
         wo = (x_pad.shape[3] - kw) // stride[1] + 1
         self.geometry = ((kh, kw), stride, (ho, wo))
-        cols = _im2col(x_pad, *self.geometry)
-        out = weight.reshape(out_channels, -1) @ cols
-        self.x_pad, self.weight, self.padding = x_pad, weight, padding
+        out = weight.reshape(out_channels, -1) @ _im2col(x_pad, *self.geometry)
+        needs_x, needs_w = self.needs_input_grad[:2]
+        self.x_pad = x_pad if needs_w else None          # for dW
+        self.weight = weight if needs_x else None        # for dx
+        self.weight_shape, self.padded_shape, self.padding = weight.shape, x_pad.shape, padding
         return _to_nchw(out, n, ho, wo, bias)
 
     def backward(self, grad):
         g = _rows_of(grad)                     # (O, N·Ho·Wo)
         dx = dw = db = None
         if self.needs_input_grad[1]:
-            cols = _im2col(self.x_pad, *self.geometry)
-            dw = (g @ cols.T).reshape(self.weight.shape)
+            dw = (g @ _im2col(self.x_pad, *self.geometry).T).reshape(self.weight_shape)
         if self.needs_input_grad[2]:
             db = g.sum(axis=1)
         if self.needs_input_grad[0]:
-            dcols = self.weight.reshape(self.weight.shape[0], -1).T @ g
-            dx = _unpad(_col2im(dcols, self.x_pad.shape, *self.geometry), self.padding)
+            dcols = self.weight.reshape(self.weight_shape[0], -1).T @ g
+            dx = _unpad(_col2im(dcols, self.padded_shape, *self.geometry), self.padding)
         return dx, dw, db
 
 
@@ -309,9 +310,10 @@ class ConvTranspose2d(Function):
         _, out_channels, kh, kw = weight.shape
         full = (n, out_channels, (h - 1) * stride[0] + kh, (w - 1) * stride[1] + kw)
         self.geometry = ((kh, kw), stride, (h, w))
-        self.x_rows = _rows_of(x)                                  # (C_in, N·H·W)
-        cols = weight.reshape(in_channels, -1).T @ self.x_rows      # (C_out·kh·kw, N·H·W)
+        x_rows = _rows_of(x)                                       # (C_in, N·H·W)
+        cols = weight.reshape(in_channels, -1).T @ x_rows          # (C_out·kh·kw, N·H·W)
         out = _unpad(_col2im(cols, full, *self.geometry), padding)
+        self.x_rows = x_rows if self.needs_input_grad[1] else None   # for dW
         self.weight, self.padding, self.x_shape = weight, padding, x.shape
         if bias is None:
             return backend.get_array_module(x).ascontiguousarray(out)

@@ -34,35 +34,31 @@ def is_grad_enabled() -> bool:
     return _grad_enabled
 
 
-@contextlib.contextmanager
-def _set_grad_enabled(mode: bool):
-    global _grad_enabled
-    previous, _grad_enabled = _grad_enabled, mode
-    try:
-        yield
-    finally:
-        _grad_enabled = previous
-
-
 class no_grad(contextlib.ContextDecorator):
     """Inside ``with no_grad():`` (or a function decorated with ``@no_grad()``)
     operations record no graph: nothing is kept alive for a backward pass.
     Use it for evaluation, sampling and optimizer updates."""
 
+    mode = False
+
+    def __init__(self):
+        self._previous = []  # a stack: one instance may be entered again while active
+
     def __enter__(self):
-        self._context = _set_grad_enabled(False)
-        self._context.__enter__()
+        global _grad_enabled
+        self._previous.append(_grad_enabled)
+        _grad_enabled = self.mode
 
     def __exit__(self, *exc):
-        return self._context.__exit__(*exc)
+        global _grad_enabled
+        _grad_enabled = self._previous.pop()
+        return False
 
 
 class enable_grad(no_grad):
     """Turn graph recording back on inside a ``no_grad`` region."""
 
-    def __enter__(self):
-        self._context = _set_grad_enabled(True)
-        self._context.__enter__()
+    mode = True
 
 
 def _default_float(array):
@@ -218,8 +214,9 @@ class Tensor:
                                    f"this one has shape {self.shape}. Reduce it first "
                                    f"(e.g. loss.mean()) or pass grad=...")
             grad = self.xp.ones_like(self.data)
-        elif isinstance(grad, Tensor):
-            grad = grad.data
+        else:
+            grad = self.xp.asarray(grad.data if isinstance(grad, Tensor) else grad,
+                                   dtype=self.dtype)
         if grad.shape != self.shape:
             raise ValueError(f"backward() got a gradient of shape {grad.shape} "
                              f"for a tensor of shape {self.shape}")
@@ -308,7 +305,9 @@ class Function:
     needs is stored on ``self`` in ``forward``. ``self.needs_input_grad`` tells
     ``forward`` which inputs want gradients, so it can skip saving the rest.
 
-    ``backward`` may return a gradient of the *broadcast* shape: the engine
+    ``backward`` must never write into ``grad``: the engine may hand the same
+    array to several functions (``add`` returns it for both of its inputs).
+    It may return a gradient of the *broadcast* shape: the engine
     sums it down to the input's shape (see :func:`unbroadcast`) and checks it.
     Users call ``MyFunction.apply(*inputs, **options)``, which records the graph
     only when a gradient is wanted.

@@ -12,3 +12,4 @@ from .tensor import (Function, Tensor, arange, as_tensor, enable_grad, full, no_
                      ones_like, rand, randn, zeros, zeros_like)
 from . import ops  # noqa: F401  (gives Tensor its operators and methods)
 from . import functional  # noqa: F401
+from .pipeline import Pipeline  # noqa: F401,E402  (text → image, editing; imports the models)

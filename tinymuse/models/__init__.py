@@ -3,6 +3,7 @@
 The super-resolution transformer and the pipeline that chains the stages join it later.
 """
 from .base import BaseTransformer, BaseTransformerConfig, MaskedStep, TextContext, masked_token_loss
+from .superres import SuperResTokens, SuperResTransformer, SuperResTransformerConfig  # noqa: E402
 
 __all__ = ["BaseTransformer", "BaseTransformerConfig", "MaskedStep", "TextContext",
            "masked_token_loss"]

@@ -358,3 +358,16 @@ def test_clip_grad_norm_skips_missing_gradients_and_nonfinite_norms(rng):
         total = clip_grad_norm([with_grad], 1.0, error_if_nonfinite=False)
     assert math.isinf(total)
     assert with_grad.grad[1] == 1.0  # left untouched so the caller can skip the step
+
+
+def test_scalar_parameter_gradients_are_arrays_that_clip_and_step():
+    """A 0-d parameter's gradient must be an array: NumPy turns 0-d arithmetic into
+    scalars, which in-place clipping and AdamW's out= updates cannot write into."""
+    p = Parameter(np.array(3.0, dtype=np.float32))
+    for _ in range(2):
+        (p * 10.0).backward()
+    assert isinstance(p.grad, np.ndarray) and p.grad.shape == ()
+    assert clip_grad_norm([p], max_norm=1.0) == pytest.approx(20.0)
+    assert float(p.grad) == pytest.approx(1.0)
+    AdamW([p], lr=0.1, weight_decay=0.0).step()
+    assert float(p.data) == pytest.approx(2.9, abs=1e-5)

@@ -210,7 +210,7 @@ class AdamW(Optimizer):
         state["step"] += 1
         t, m, v = state["step"], state["exp_avg"], state["exp_avg_sq"]
         # Python floats keep float32 arrays float32. One scratch array, reused.
-        scratch = xp.multiply(grad, 1.0 - beta1)
+        scratch = xp.multiply(grad, 1.0 - beta1, out=xp.empty_like(theta))
         m *= beta1
         m += scratch                                          # m = β₁m + (1−β₁)g
         xp.multiply(grad, grad, out=scratch)

@@ -136,7 +136,9 @@ class Tensor:
         body = np.array2string(backend.to_numpy(self.data), precision=4, separator=", ",
                                prefix="Tensor(")
         extra = f", device='{self.device}'" if self.device != "cpu" else ""
-        if self._fn is not None:
+        if self._fn is _FREED:
+            extra += ", fn=<freed by backward>"
+        elif self._fn is not None:
             extra += f", fn={type(self._fn).__name__}"
         elif self.requires_grad:
             extra += ", requires_grad=True"
@@ -272,8 +274,11 @@ def _run_backward(root: Tensor, root_grad, retain_graph: bool) -> None:
         if grad is None:
             continue
         fn = tensor._fn
-        if fn is None:  # a leaf: accumulate into .grad (copied, never aliased)
-            tensor.grad = grad.copy() if tensor.grad is None else tensor.grad + grad
+        if fn is None:  # a leaf: accumulate into .grad (a fresh array, never aliased)
+            # xp.array, not .copy(): NumPy arithmetic on 0-d arrays returns NumPy scalars,
+            # and .grad must be an array that clipping and optimizers update in place.
+            tensor.grad = (tensor.xp.array(grad) if tensor.grad is None
+                           else tensor.xp.asarray(tensor.grad + grad))
             continue
         input_grads = fn.backward(grad)
         if not isinstance(input_grads, tuple):

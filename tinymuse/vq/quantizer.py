@@ -136,7 +136,8 @@ class VectorQuantizer(Module):
         """Index of the nearest code for each row of ``z`` (N, D): argmin_k
         (−2 z·e_k + ‖e_k‖²), one matrix product. Never records a graph."""
         z = z.data if isinstance(z, Tensor) else z
-        codes = self.codes().data
+        with no_grad():
+            codes = self.codes().data
         if self.l2_normalize:
             z = _l2_normalize_array(z)
         scores = z @ codes.T                          # (N, K): z·e_k

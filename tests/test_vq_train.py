@@ -67,7 +67,7 @@ def test_outputs_of_a_run(tmp_path):
     np.testing.assert_array_equal(loaded.encode(SAMPLES).numpy(), model.encode(SAMPLES).numpy())
     assert checkpoint.load(tmp_path / "checkpoint.safetensors").metadata["step"] == 3
     entry = json.loads(open(tmp_path / "log.jsonl").readlines()[-1])
-    assert {"loss", "recon", "commit", "usage", "perplexity", "lr"} <= set(entry)
+    assert {"loss", "recon", "commit", "usage", "perplexity", "lr", "seconds", "cpu_seconds"} <= set(entry)
 
 
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):

@@ -119,24 +119,25 @@ def train_tokenizer(config: VQConfig, train: VQTrainConfig | None = None, datase
                             min_lr_ratio=train.min_lr / train.lr)
     generators = {"quantizer": model.quantizer.generator}
     run_config = {"model": config.to_dict()}   # a resumed run must build the same model
-    state_path, step, seconds_before = out_dir / CHECKPOINT, 0, 0.0
+    state_path, step, before = out_dir / CHECKPOINT, 0, {}
     if resume and state_path.exists():
         state = checkpoint.load_training_state(state_path, model, optimizer, schedule,
                                                generators, config=run_config)
-        step, seconds_before = state.step, (state.extra or {}).get("seconds", 0.0)
+        step, before = state.step, state.extra or {}
 
-    def seconds() -> float:  # training wall time, summed over resumed sessions
-        return seconds_before + time.perf_counter() - started
+    def clocks() -> dict:  # wall and CPU time of training, summed over resumed sessions
+        return {"seconds": before.get("seconds", 0.0) + time.perf_counter() - started,
+                "cpu_seconds": before.get("cpu_seconds", 0.0) + time.process_time() - cpu_started}
 
     def save_state(at_step: int) -> None:
         checkpoint.save_training_state(state_path, model, optimizer, schedule, generators,
                                        step=at_step, config=run_config,
-                                       extra={"seconds": seconds()})
+                                       extra=clocks())
 
     log = open(out_dir / "log.jsonl", "a")
     bar = tqdm(total=steps, initial=step, disable=not progress, desc=f"vq {config.image_size}px",
                dynamic_ncols=True)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     try:
         while step < steps:
             images = Tensor(load_images(dataset, batch_indices(step, train.batch_size, size,
@@ -161,8 +162,7 @@ def train_tokenizer(config: VQConfig, train: VQTrainConfig | None = None, datase
                 q = out.quantized
                 stats = {"step": step, "loss": value, "recon": recon.item(),
                          "commit": q.commitment, "usage": q.usage, "perplexity": q.perplexity,
-                         "lr": optimizer.param_groups[0]["lr"],
-                         "seconds": seconds()}
+                         "lr": optimizer.param_groups[0]["lr"], **clocks()}
                 bar.set_postfix(recon=f"{stats['recon']:.4f}", commit=f"{q.commitment:.4f}",
                                 usage=f"{q.usage:.2f}", ppl=f"{q.perplexity:.0f}")
                 log.write(json.dumps(stats) + "\n")

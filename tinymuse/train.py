@@ -45,7 +45,8 @@ from . import backend, checkpoint, nn, optim
 from .tensor import Tensor, no_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "EMA", "SampleMonitor",
-           "train_stage", "step_generator", "step_indices"]
+           "train_stage", "step_generator", "step_indices", "evaluation_prompts", "base_sampler",
+           "score_base_model", "main"]
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -356,3 +357,157 @@ def _progress_bar(config: TrainConfig, start: int, end: int):
         return None
     from tqdm.auto import tqdm
     return tqdm(total=end, initial=start, desc="training", dynamic_ncols=True)
+
+
+# --------------------------------------------------------------------------- #
+# The base stage, end to end: ``python -m tinymuse.train``.
+# --------------------------------------------------------------------------- #
+
+PROMPT_KINDS = ("single", "count", "relation", "glyph")
+
+
+def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> dict:
+    """Prompts for scoring, ``per_kind`` of each kind in :data:`PROMPT_KINDS`: one object
+    ("single"), two to four alike objects ("count"), two related objects ("relation"), a
+    glyph ("glyph").
+
+    They are the captions of a shapes-world stream (``seed``) that training never reads, taken
+    in order, never chosen by looking at samples. ``split="heldout"`` gives only captions with
+    a held-out colour-shape pair or relation phrasing (the compositional test); glyphs have
+    neither, so that split has no "glyph" prompts.
+    """
+    from .data.shapes import ShapesDataset, sample_text
+
+    dataset = ShapesDataset(resolution=32, seed=seed, split=split)
+    kinds = [k for k in PROMPT_KINDS if not (k == "glyph" and dataset.split == "heldout")]
+    prompts = {kind: [] for kind in kinds}
+    index = 0
+    while any(len(p) < per_kind for p in prompts.values()):
+        spec, caption = sample_text(dataset.rng(index), dataset.split)  # = example(index), undrawn
+        index += 1
+        kind = {"glyph": "glyph", "relation": "relation"}.get(
+            spec.kind, "single" if spec.count == 1 else "count")
+        if len(prompts[kind]) < per_kind:
+            prompts[kind].append(caption)
+    return prompts
+
+
+def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64):
+    """``generate_images(model, prompts)`` for the base stage: decode token grids drawn by
+    ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]."""
+
+    def generate_images(model, prompts):
+        images = []
+        for start in range(0, len(prompts), batch_size):
+            tokens = model.generate(prompts[start:start + batch_size], steps=steps,
+                                    guidance_scale=guidance_scale).tokens
+            with no_grad():
+                images.append(vq.decode(tokens).numpy())
+        return np.concatenate(images)
+
+    return generate_images
+
+
+def score_base_model(model, vq, prompts, steps: int, guidance_scale: float,
+                     seed: int = 0) -> dict:
+    """The oracle's accuracy per attribute for ``prompts``, sampling with ``steps`` decoding
+    steps and ``guidance_scale`` (seeded by ``seed``)."""
+    monitor = SampleMonitor(prompts, base_sampler(vq, steps, guidance_scale), seed=seed)
+    return monitor(model, 0)
+
+
+def _build_base_model(args, tokenizer, encoder, vq):
+    from .models.base import BaseTransformer, BaseTransformerConfig
+
+    config = BaseTransformerConfig.preset(
+        args.preset, codebook_size=vq.config.codebook_size, grid_size=vq.config.token_size,
+        text=encoder.config, train_text_encoder=args.train_text_encoder)
+    backend.manual_seed(args.seed)
+    return BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
+                           generator=backend.Generator(args.seed))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import shutil
+    import sys
+
+    from .models.base import BaseTransformer
+    from .text.encoder import TextEncoder
+    from .text.tokenizer import Tokenizer
+    from .vq import VQTokenizer
+    from .vq.tokens import load_image_tokens
+
+    parser = argparse.ArgumentParser(
+        prog="python -m tinymuse.train",
+        description="Train the base transformer on a pre-encoded shapes-world token cache, or "
+                    "score a trained one with the oracle (--score).")
+    parser.add_argument("--out", required=True, help="the run folder")
+    parser.add_argument("--vq", required=True, help="the base VQ tokenizer (.safetensors)")
+    parser.add_argument("--text", help="folder with tokenizer.model and "
+                        "text_encoder.safetensors (python -m tinymuse.text.pretrain)")
+    parser.add_argument("--tokens", help="image-token cache (python -m tinymuse.vq.tokens)")
+    parser.add_argument("--preset", default="default", help="model size: baby, default, large")
+    parser.add_argument("--train-text-encoder", action="store_true",
+                        help="fine-tune the text encoder jointly instead of freezing it")
+    defaults = TrainConfig()
+    parser.add_argument("--steps", type=int, default=defaults.steps)
+    parser.add_argument("--batch-size", type=int, default=defaults.batch_size)
+    parser.add_argument("--lr", type=float, default=defaults.lr)
+    parser.add_argument("--warmup-steps", type=int, default=defaults.warmup_steps)
+    parser.add_argument("--ema", type=float, default=None, help="EMA decay, e.g. 0.999")
+    parser.add_argument("--sample-every", type=int, default=defaults.sample_every)
+    parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--score", action="store_true", help="score OUT/model.safetensors: "
+                        "oracle accuracy per attribute and prompt kind, seen and held-out, at "
+                        "8 and 16 steps, with and without guidance; writes OUT/scores.json")
+    parser.add_argument("--prompts", type=int, default=50, help="prompts per kind for --score")
+    parser.add_argument("--guidance", type=float, default=3.0, help="guidance scale for --score")
+    args = parser.parse_args(argv)
+
+    out = Path(args.out)
+    vq = VQTokenizer.load(args.vq).eval()
+    if args.score:
+        model = BaseTransformer.load(out / MODEL)
+        scores = {}
+        for split in ("train", "heldout"):
+            prompts = evaluation_prompts(args.prompts, split)
+            for steps in (8, 16):
+                for guidance in (0.0, args.guidance):
+                    for kind, kind_prompts in prompts.items():
+                        key = f"{split}/{kind}/steps={steps}/guidance={guidance:g}"
+                        started = time.perf_counter()
+                        scores[key] = score_base_model(model, vq, kind_prompts, steps, guidance)
+                        print(f"{key}: " + ", ".join(f"{k.split('/')[-1]} {v:.2f}"
+                                                     for k, v in scores[key].items()),
+                              f"({time.perf_counter() - started:.0f} s)", flush=True)
+        (out / "scores.json").write_text(json.dumps(scores, indent=1))
+        return 0
+
+    if not args.text or not args.tokens:
+        parser.error("training needs --text and --tokens")
+    text = Path(args.text)
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(text / "tokenizer.model", out / "tokenizer.model")  # MODEL loads with it
+    tokenizer = Tokenizer.load(text / "tokenizer.model")
+    encoder = TextEncoder.load(text / "text_encoder.safetensors")
+    cache = load_image_tokens(args.tokens)
+    model = _build_base_model(args, tokenizer, encoder, vq)
+    config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                         warmup_steps=args.warmup_steps, ema_decay=args.ema, seed=args.seed,
+                         sample_every=args.sample_every, checkpoint_every=args.checkpoint_every)
+    fixed = evaluation_prompts(4, "train", seed=3)
+    monitor = SampleMonitor([p for kind in fixed for p in fixed[kind]], base_sampler(vq))
+    print(f"base transformer: {model.num_parameters(trainable_only=True):,} trainable "
+          f"parameters ({model.num_parameters():,} with the frozen text encoder); "
+          f"{len(cache):,} token grids", flush=True)
+    result = train_stage(model, cache, config, out, monitor=monitor)
+    print(f"trained steps {result.start_step}-{result.step} in {result.seconds / 60:.1f} min; "
+          f"weights in {out / MODEL}")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+    sys.exit(main())

@@ -42,7 +42,7 @@ from ..tensor import Tensor, no_grad
 from ..text.encoder import TextEncoder, TextEncoderConfig
 
 __all__ = ["BaseTransformerConfig", "BaseTransformer", "TextContext", "MaskedStep",
-           "masked_token_loss"]
+           "masked_token_loss", "PRESETS"]
 
 
 @dataclass
@@ -78,6 +78,14 @@ class BaseTransformerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
+    def preset(cls, name: str, **changes) -> "BaseTransformerConfig":
+        """A named size (see :data:`PRESETS`) with ``changes`` on top: "baby" trains in minutes
+        on a CPU, "default" on a laptop in an hour or two, "large" wants a GPU."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return cls(**{**PRESETS[name], **changes})
+
+    @classmethod
     def from_dict(cls, values: dict) -> "BaseTransformerConfig":
         values = dict(values)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -88,6 +96,13 @@ class BaseTransformerConfig:
         if isinstance(values.get("text"), dict):
             values["text"] = TextEncoderConfig.from_dict(values["text"])
         return cls(**values)
+
+
+PRESETS = {
+    "baby": dict(d_model=128, num_layers=4, num_heads=4),
+    "default": dict(),
+    "large": dict(d_model=512, num_layers=8, num_heads=8, dropout=0.1),
+}
 
 
 class TextContext(NamedTuple):
@@ -201,10 +216,10 @@ class BaseTransformer(nn.Module):
                 encoding = self.text_encoder(ids, mask)
         return TextContext(self.text_projection(encoding.embeddings), encoding.mask)
 
-    def tokenize(self, prompts):
-        """Prompt strings → ``(ids, mask)``. Every word must be one the tokenizer was trained on
-        (an unknown word raises an error that names it and lists the known words). A blank
-        prompt is the empty prompt: no text tokens, only [CLS]."""
+    def tokenize(self, prompts, check_words: bool = True):
+        """Prompt strings → ``(ids, mask)``. With ``check_words``, every word must be one the
+        tokenizer was trained on (an unknown word raises an error that names it and lists the
+        known words). A blank prompt is the empty prompt: no text tokens, only [CLS]."""
         if self.tokenizer is None:
             raise ValueError("this BaseTransformer has no tokenizer, so it cannot read prompt "
                              "strings; pass tokenizer=Tokenizer.load(...) when building or "
@@ -216,7 +231,7 @@ class BaseTransformer(nn.Module):
         for prompt in prompts:
             if not prompt.strip():
                 continue
-            if self.tokenizer.known_words is not None:
+            if check_words and self.tokenizer.known_words is not None:
                 self.tokenizer.check_words(prompt)
             if len(self.tokenizer.encode(prompt)) > longest:
                 raise ValueError(f"the prompt {prompt!r} is {len(self.tokenizer.encode(prompt))} "
@@ -291,7 +306,9 @@ class BaseTransformer(nn.Module):
         """The training batch for cache rows ``indices``: image tokens and tokenized captions."""
         indices = np.asarray(indices)
         tokens = np.asarray(token_cache.tokens[indices])
-        ids, mask = self.tokenize([token_cache.captions[int(i)] for i in indices])
+        # Training captions are data, not user prompts: no vocabulary check.
+        ids, mask = self.tokenize([token_cache.captions[int(i)] for i in indices],
+                                  check_words=False)
         return {"tokens": tokens, "text_ids": ids, "text_mask": mask}
 
     # ----------------------------------------------------------- sampling

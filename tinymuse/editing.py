@@ -138,12 +138,13 @@ def load_pixel_mask(mask, size: int, batch: int) -> np.ndarray:
         array = (array[..., :3] > 127).any(axis=-1)
     if array.dtype.kind not in "biuf":
         raise TypeError(f"the mask must be an array of bools or numbers, got dtype {array.dtype}")
+    given = array.shape
     if array.ndim == 2:
         array = np.broadcast_to(array[None], (batch,) + array.shape)
     if array.ndim != 3 or array.shape[1:] != (size, size) or array.shape[0] not in (1, batch):
         raise ValueError(f"the mask must cover the image pixel by pixel: ({size}, {size}) for "
                          f"every image or ({batch}, {size}, {size}), one per image; got shape "
-                         f"{array.shape}")
+                         f"{given}")
     return np.broadcast_to(array != 0, (batch, size, size)).copy()
 
 

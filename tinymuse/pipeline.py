@@ -140,33 +140,39 @@ class Pipeline:
 
     @classmethod
     def tiny(cls, seed: int = 0, tokenizer: Tokenizer | None = None,
-             captions: int = 300) -> "Pipeline":
-        """A small pipeline with random weights at the real sizes (8×8 base tokens, 16×16
-        super-resolution tokens, 64×64 images), for tests and experiments: it draws noise,
-        but it has every shape, check and code path of a trained one. Without a
-        ``tokenizer`` one is trained on ``captions`` shapes-world captions."""
+             image_size: int = 64) -> "Pipeline":
+        """A small pipeline with random weights, for tests and experiments: it draws noise,
+        but it has every shape, check and code path of a trained one. With the default
+        ``image_size=64`` it has the real sizes (8×8 base tokens of 32×32 images, 16×16
+        super-resolution tokens of 64×64 images); any multiple of 8 works (the grids are
+        ``image_size/8`` and ``image_size/4``). Without a ``tokenizer`` one is trained on
+        300 shapes-world captions."""
         from .text.pretrain import shapes_captions
 
+        if image_size % 8 or image_size < 8:
+            raise ValueError(f"image_size must be a positive multiple of 8, got {image_size}")
         if tokenizer is None:
-            tokenizer = Tokenizer.train(shapes_captions(captions, seed=seed), vocab_size=200)
+            tokenizer = Tokenizer.train(shapes_captions(300, seed=seed), vocab_size=200)
         generator = backend.Generator(seed)
         with _default_generator_untouched():
             backend.manual_seed(seed)  # the VQ layers draw from the default generator
             text = TextEncoderConfig(vocab_size=tokenizer.vocab_size, max_length=24,
                                      d_model=16, num_layers=1, num_heads=2)
             encoder = TextEncoder(text, generator=generator)
-            base_vq = VQTokenizer(VQConfig(image_size=32, channels=8, channel_mult=(1, 1, 1),
-                                           norm_groups=4, codebook_size=32, code_dim=8), seed)
-            superres_vq = VQTokenizer(VQConfig(image_size=64, channels=8,
-                                               channel_mult=(1, 1, 1), norm_groups=4,
-                                               codebook_size=32, code_dim=8), seed)
+
+            def vq(size):  # two stride-2 levels: a token per 4×4 pixels
+                return VQTokenizer(VQConfig(image_size=size, channels=8, channel_mult=(1, 1, 1),
+                                            norm_groups=4, codebook_size=32, code_dim=8), seed)
+
+            base_vq, superres_vq = vq(image_size // 2), vq(image_size)
+            low, high = base_vq.config.token_size, superres_vq.config.token_size
             base = BaseTransformer(
-                BaseTransformerConfig(codebook_size=32, grid_size=8, d_model=32, num_layers=1,
+                BaseTransformerConfig(codebook_size=32, grid_size=low, d_model=32, num_layers=1,
                                       num_heads=2, text=text),
                 text_encoder=encoder, tokenizer=tokenizer, generator=generator)
             superres = SuperResTransformer(
-                SuperResTransformerConfig(codebook_size=32, grid_size=16, low_codebook_size=32,
-                                          low_grid_size=8, low_num_layers=1, d_model=32,
+                SuperResTransformerConfig(codebook_size=32, grid_size=high, low_codebook_size=32,
+                                          low_grid_size=low, low_num_layers=1, d_model=32,
                                           num_layers=1, num_heads=2, text=text),
                 text_encoder=encoder, tokenizer=tokenizer, generator=generator)
         return cls(tokenizer, base_vq, base, superres_vq, superres)

@@ -33,7 +33,8 @@ stage learns not to copy the coarse picture blindly.
 
 Training data: :func:`superres_tokens` pairs two token caches (base and super-resolution
 tokenizer, same images) into the batches :meth:`SuperResTransformer.make_batch` reads;
-:func:`train_superres` runs :func:`tinymuse.train.train_stage` on them.
+:func:`train_superres` runs :func:`tinymuse.train.train_stage` on them, and
+:func:`superres_monitor` shows samples while it trains.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ from .base import BaseTransformer, BaseTransformerConfig, MaskedStep, TextContex
     masked_token_loss
 
 __all__ = ["SuperResTransformerConfig", "SuperResTransformer", "SuperResTokens",
-           "superres_tokens", "superres_sampler", "train_superres"]
+           "superres_tokens", "superres_sampler", "superres_monitor", "train_superres"]
 
 KIND = "superres_transformer"
 
@@ -72,6 +73,21 @@ class SuperResTransformerConfig(BaseTransformerConfig):
     @property
     def num_low_tokens(self) -> int:
         return self.low_grid_size * self.low_grid_size
+
+    @classmethod
+    def from_base(cls, base_config: BaseTransformerConfig, base_vq_config, superres_vq_config,
+                  **changes) -> "SuperResTransformerConfig":
+        """A config sized like ``base_config`` (same text encoder, width, depth, training
+        choices) for the two VQ tokenizers' codebooks and grids (``VQConfig``s of the base and
+        the super-resolution tokenizer); ``changes`` on top."""
+        values = {f.name: getattr(base_config, f.name)
+                  for f in dataclasses.fields(BaseTransformerConfig)}
+        values.update(codebook_size=superres_vq_config.codebook_size,
+                      grid_size=superres_vq_config.token_size,
+                      low_codebook_size=base_vq_config.codebook_size,
+                      low_grid_size=base_vq_config.token_size)
+        values.update(changes)
+        return cls(**values)
 
     def __post_init__(self):
         if not 0.0 <= self.low_token_noise < 1.0:
@@ -345,26 +361,30 @@ def superres_sampler(vq, low_tokens, steps: int = 8, guidance_scale: float = 0.0
     return generate_images
 
 
-def train_superres(model: SuperResTransformer, low_cache, high_cache, config=None,
+def superres_monitor(cache: SuperResTokens, vq, count: int = 16, steps: int = 8,
+                     guidance_scale: float = 0.0, out_dir=None):
+    """A :class:`tinymuse.train.SampleMonitor` for the super-resolution stage: it draws the
+    first ``count`` captions of ``cache`` on their true low-resolution tokens, so the samples
+    show what this stage adds (detail), apart from the base stage's mistakes."""
+    from ..train import SampleMonitor
+
+    count = min(count, len(cache))
+    return SampleMonitor(list(cache.captions[:count]),
+                         superres_sampler(vq, cache.low_tokens[:count], steps, guidance_scale),
+                         out_dir=out_dir)
+
+
+def train_superres(model: SuperResTransformer, cache: SuperResTokens, config=None,
                    out_dir=None, **options):
-    """Train the super-resolution stage with :func:`tinymuse.train.train_stage` on paired
-    caches (see :func:`superres_tokens`); ``options`` go to ``train_stage`` (``monitor``,
-    ``resume``, ``stop_at``). Returns its :class:`~tinymuse.train.TrainResult`."""
+    """Train the super-resolution stage with :func:`tinymuse.train.train_stage` on a paired
+    cache (:func:`superres_tokens`); ``options`` go to ``train_stage`` (``monitor``, e.g.
+    :func:`superres_monitor`, ``resume``, ``stop_at``). Returns its
+    :class:`~tinymuse.train.TrainResult`; the weights are in ``out_dir/model.safetensors``
+    (:meth:`SuperResTransformer.load`)."""
     from ..train import train_stage
 
-    return train_stage(model, superres_tokens(low_cache, high_cache), config, out_dir,
-                       **options)
-
-
-def config_for(base_config: BaseTransformerConfig, high_vq_config, low_vq_config,
-               **changes) -> SuperResTransformerConfig:
-    """A super-resolution config sized like ``base_config`` (same text encoder, width, depth)
-    for the two VQ tokenizers' codebooks and grids; ``changes`` on top."""
-    values = {f.name: getattr(base_config, f.name)
-              for f in dataclasses.fields(BaseTransformerConfig)}
-    values.update(codebook_size=high_vq_config.codebook_size,
-                  grid_size=high_vq_config.token_size,
-                  low_codebook_size=low_vq_config.codebook_size,
-                  low_grid_size=low_vq_config.token_size)
-    values.update(changes)
-    return SuperResTransformerConfig(**values)
+    if not hasattr(cache, "low_tokens"):
+        raise TypeError(f"train_superres needs paired base and super-resolution tokens; got a "
+                        f"{type(cache).__name__}. Pair two caches with "
+                        f"superres_tokens(base_cache, superres_cache)")
+    return train_stage(model, cache, config, out_dir, **options)

@@ -6,19 +6,23 @@ measured from RGB values, so it works just as well on a model's generations. The
 
 1. **Background.** Objects never touch the border, so the border pixels show the background.
    Their median is snapped to the nearest background colour.
-2. **Foreground.** A pixel is foreground if its colour is far from the background's.
-3. **Objects.** Foreground pixels that touch (also diagonally) form one object: the connected
+2. **Mixing lines.** An edge pixel of a red circle on white is pink: part red, part white. Any
+   pixel of an object in colour ``c`` is ``background + alpha * (c - background)``, a point on
+   the line from the background to ``c``, where ``alpha`` is how much of the pixel the object
+   covers. So colours are judged by the line that passes closest, not by the nearest colour.
+3. **Foreground.** A pixel is foreground when it is at least half covered by some colour, so
+   the blurred fringes between two nearby objects do not join them (or when it is far from the
+   background in a colour off every line, so odd colours in a generation still count).
+4. **Objects.** Foreground pixels that touch (also diagonally) form one object: the connected
    components of the foreground mask, found by letting every pixel repeatedly take the
    smallest label among its neighbours until no label changes.
-4. **Colour.** An edge pixel of a red circle on white is pink: a mix of red and white. So the
-   colour of an object is the palette colour ``c`` that best explains all its pixels as mixes
-   ``background + alpha * (c - background)``, not simply the nearest colour to their mean.
-5. **Opacity.** With the colour known, each pixel's ``alpha`` (how much of it the object
-   covers) is the position of its colour on the line from background to ``c``. Summing alpha
-   gives the object's area, to a fraction of a pixel, even when its edges are blurred.
+5. **Colour, area and centre.** An object's colour is the palette colour whose line best
+   explains all its pixels. With the colour known, summing ``alpha`` gives the object's area
+   to a fraction of a pixel, and the ``alpha``-weighted mean position its centre; blurring the
+   image changes neither.
 6. **Shape and size.** The oracle draws each candidate shape (circle, square, triangle) with
-   the object's area and centre, and keeps the one that overlaps the object's alpha best. The
-   size follows from the area of that shape.
+   the object's area and centre, sharp and slightly blurred, and keeps the one that overlaps
+   the object's ``alpha`` best. The size follows from the area of that shape.
 7. **Glyphs.** The same idea: measure the glyph's height from its ink, draw all 36 characters
    of the 5x7 font at that height and position, and keep the best match.
 
@@ -26,6 +30,7 @@ Every threshold below is a fraction of the image (which is square, as all of tin
 a colour distance, so the same code reads 32x32 and 64x64 images.
 """
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,7 +39,7 @@ from .glyphs import GLYPH_COLUMNS, GLYPH_ROWS, all_glyph_bitmaps
 from .vocabulary import BACKGROUNDS, COLOURS, SIZES
 
 BACKGROUND_TOLERANCE = 60.0  # how far (RGB distance) the border may be from a background colour
-FOREGROUND_THRESHOLD = 45.0  # RGB distance from the background that makes a pixel foreground
+FOREGROUND_THRESHOLD = 45.0  # RGB distance from the background of a foreground pixel off-palette
 MIN_OBJECT_AREA = 0.004  # components smaller than this fraction of the image are specks
 COLOUR_TOLERANCE = 50.0  # mean RGB distance from the best mixing line, above which no colour fits
 SHAPE_TOLERANCE = 0.45  # mismatch per unit of area, above which no shape fits
@@ -42,6 +47,7 @@ GLYPH_TOLERANCE = 0.45  # mismatch per unit of ink, above which no glyph fits
 
 FILL = {"circle": np.pi / 4, "square": 1.0, "triangle": 0.5}  # area / bounding-box area
 SIZE_THRESHOLD = (SIZES["small"] + SIZES["large"]) / 2
+BLURS = (0.0, 0.5, 0.8, 1.2)  # blur widths (pixels) at which candidate shapes are drawn
 
 _BACKGROUND_NAMES = list(BACKGROUNDS)
 _BACKGROUND_RGB = np.array(list(BACKGROUNDS.values()), dtype=np.float32)
@@ -86,7 +92,7 @@ def look(image, read_glyph=False):
         raise ValueError(f"expected a uint8 RGB image [H, W, 3], got {image.dtype} {image.shape}")
     pixels = image.astype(np.float32)
     background, background_rgb = read_background(pixels)
-    mask = np.linalg.norm(pixels - background_rgb, axis=-1) > FOREGROUND_THRESHOLD
+    mask = foreground(pixels, background_rgb)
     labels, n = connected_components(mask)
     min_pixels = MIN_OBJECT_AREA * mask.size
     objects = []
@@ -107,6 +113,23 @@ def read_background(pixels):
     if distances[nearest] > BACKGROUND_TOLERANCE:
         return None, rgb
     return _BACKGROUND_NAMES[nearest], _BACKGROUND_RGB[nearest]
+
+
+def foreground(pixels, background_rgb):
+    """The pixels that are mostly object: at least half covered by some palette colour (so the
+    blurred fringes of two nearby objects do not join them), or far from the background in a
+    colour off every mixing line (so a model's odd colours still count as something)."""
+    offsets = (pixels - background_rgb).reshape(-1, 3)
+    directions = _COLOUR_RGB - background_rgb  # [K, 3]
+    alpha = np.clip(offsets @ directions.T / (directions**2).sum(axis=1), 0.0, 1.0)  # [N, K]
+    residuals = np.linalg.norm(offsets[:, None] - alpha[:, :, None] * directions, axis=-1)
+    nearest = residuals.argmin(axis=1)
+    rows = np.arange(len(offsets))
+    covered = alpha[rows, nearest] >= 0.5
+    odd = (residuals[rows, nearest] > COLOUR_TOLERANCE) & (
+        np.linalg.norm(offsets, axis=1) > FOREGROUND_THRESHOLD
+    )
+    return (covered | odd).reshape(pixels.shape[:2])
 
 
 def connected_components(mask):
@@ -169,8 +192,8 @@ def _read_object(pixels, background_rgb, labels, label):
     colour = _COLOUR_NAMES[index] if distance <= COLOUR_TOLERANCE else None
     # The alpha of this object alone, in a window around it (blurred edges reach past the mask).
     ys, xs = np.nonzero(component)
-    top, left = max(ys.min() - 2, 0), max(xs.min() - 2, 0)
-    bottom, right = min(ys.max() + 3, labels.shape[0]), min(xs.max() + 3, labels.shape[1])
+    top, left = max(ys.min() - 3, 0), max(xs.min() - 3, 0)
+    bottom, right = min(ys.max() + 4, labels.shape[0]), min(xs.max() + 4, labels.shape[1])
     window = (slice(top, bottom), slice(left, right))
     alpha = opacity(pixels[window], background_rgb, _COLOUR_RGB[index])
     alpha[(labels[window] != label) & (labels[window] != 0)] = 0.0
@@ -212,9 +235,33 @@ def shape_coverage(shape, centre, extent, origin, window_shape, samples=4):
     return inside.reshape(h, samples, w, samples).mean(axis=(1, 3))
 
 
+@functools.lru_cache(maxsize=64)
+def blur_matrix(n, sigma):
+    """``[n, n]`` matrix that blurs a length-``n`` signal with a Gaussian of width ``sigma``
+    pixels (treating the outside as zero). ``M @ image @ M.T`` blurs an image; because blurring
+    is linear, it can also be applied to the factors of a template before multiplying them."""
+    if sigma <= 0:
+        return np.eye(n, dtype=np.float32)
+    offsets = np.arange(n)[:, None] - np.arange(n)[None, :]
+    radius = int(np.ceil(2.5 * sigma))
+    taps = np.exp(-(offsets**2) / (2 * sigma**2)) * (np.abs(offsets) <= radius)
+    total = np.exp(-(np.arange(-radius, radius + 1) ** 2) / (2 * sigma**2)).sum()
+    return (taps / total).astype(np.float32)
+
+
+def blur(image, sigma):
+    """Gaussian blur of a 2-D array (zero outside it)."""
+    h, w = image.shape[-2:]
+    return blur_matrix(h, sigma) @ image @ blur_matrix(w, sigma).T
+
+
 def _best_shape(alpha, origin, centroid, area):
     """The shape whose drawing, with the object's area and centroid, best overlaps ``alpha``;
-    and its mismatch (sum of absolute differences per unit area)."""
+    and its mismatch (sum of absolute differences per unit area).
+
+    Each candidate is also tried a little blurred, the way a VQ decoder softens edges: blurred,
+    a square's corners round off and it looks like a circle, but it still matches a blurred
+    square better than any circle."""
     best, best_mismatch = None, np.inf
     for shape, fill in FILL.items():
         extent = np.sqrt(area / fill)
@@ -222,9 +269,10 @@ def _best_shape(alpha, origin, centroid, area):
         if shape == "triangle":  # a triangle's centroid sits 2/3 of the way down from the apex
             cy -= extent / 6
         drawn = shape_coverage(shape, (cy, cx), extent, origin, alpha.shape)
-        mismatch = float(np.abs(alpha - drawn).sum()) / area
-        if mismatch < best_mismatch:
-            best, best_mismatch = shape, mismatch
+        for sigma in BLURS:
+            mismatch = float(np.abs(alpha - blur(drawn, sigma)).sum()) / area
+            if mismatch < best_mismatch:
+                best, best_mismatch = shape, mismatch
     return best, best_mismatch
 
 
@@ -232,22 +280,23 @@ def _best_shape(alpha, origin, centroid, area):
 
 _GLYPH_CHARS, _GLYPH_BITMAPS = all_glyph_bitmaps()
 _GLYPH_BITMAPS = _GLYPH_BITMAPS.astype(np.float32)
-_SHIFTS = (-0.3, 0.0, 0.3)  # sub-pixel nudges tried around the measured position
 
 
 def _edges(profile):
-    """Where ``profile`` first rises through 0.5 and last falls through it, in pixels, with
-    linear interpolation between pixel centres. None when it never reaches 0.5."""
-    above = np.nonzero(profile >= 0.5)[0]
-    if len(above) == 0:
+    """Where ``profile`` first rises through half its peak and last falls through it, in
+    pixels, interpolating between pixel centres. (A blurred edge still crosses half height
+    where the sharp edge was.) None when there is nothing to measure."""
+    level = profile.max() / 2
+    if level < 0.1:
         return None
+    above = np.nonzero(profile >= level)[0]
     first, last = above[0], above[-1]
     start = float(first)
     if first > 0:
-        start = first - 0.5 + (0.5 - profile[first - 1]) / (profile[first] - profile[first - 1])
+        start = first - 0.5 + (level - profile[first - 1]) / (profile[first] - profile[first - 1])
     end = float(len(profile))
     if last < len(profile) - 1:
-        end = last + 0.5 + (profile[last] - 0.5) / (profile[last] - profile[last + 1])
+        end = last + 0.5 + (profile[last] - level) / (profile[last] - profile[last + 1])
     return start, end
 
 
@@ -260,42 +309,37 @@ def _overlaps(n_pixels, starts, cell, n_cells):
     return np.clip(np.minimum(pixel + 1, lo + cell) - np.maximum(pixel, lo), 0.0, None)
 
 
-def glyph_coverage(bitmap, top, left, cell, shape):
-    """Exact anti-aliased alpha of a 7x5 ``bitmap`` whose cells are ``cell`` pixels, with its
-    top-left corner at (``top``, ``left``). Every cell is an axis-aligned rectangle, so the
-    coverage is (rows overlap) @ bitmap @ (columns overlap)^T."""
-    rows = _overlaps(shape[0], top, cell, GLYPH_ROWS)
-    columns = _overlaps(shape[1], left, cell, GLYPH_COLUMNS)
-    return rows @ bitmap @ columns.T
-
-
 def _read_glyph(pixels, background_rgb, mask):
     if not mask.any():
         return SeenGlyph(None, None)
     index, distance = classify_colour(pixels[mask], background_rgb)
     colour = _COLOUR_NAMES[index] if distance <= COLOUR_TOLERANCE else None
     ys, xs = np.nonzero(mask)  # work in a window around the ink: less to compare
-    window = (slice(max(ys.min() - 2, 0), ys.max() + 3), slice(max(xs.min() - 2, 0), xs.max() + 3))
+    window = (slice(max(ys.min() - 3, 0), ys.max() + 4), slice(max(xs.min() - 3, 0), xs.max() + 4))
     alpha = opacity(pixels[window], background_rgb, _COLOUR_RGB[index])
     vertical, horizontal = _edges(alpha.max(axis=1)), _edges(alpha.max(axis=0))
     if vertical is None or horizontal is None:
         return SeenGlyph(None, colour)
     (top, bottom), (ink_left, ink_right) = vertical, horizontal
     cell = (bottom - top) / GLYPH_ROWS
-    # Align each candidate's ink with the image's ink, from both sides at once, then try small
-    # nudges around that position. All 36 candidates x 9 positions are drawn in one go.
+    # Place each candidate so that its ink lines up with the image's ink, from both sides at
+    # once; draw all 36 (sharp and blurred, as shapes are) and keep the closest.
     inked = _GLYPH_BITMAPS.any(axis=1)  # [36, 5] columns with ink
     first = inked.argmax(axis=1)
     last = GLYPH_COLUMNS - 1 - inked[:, ::-1].argmax(axis=1)
     lefts = (ink_left - first * cell + ink_right - (last + 1) * cell) / 2  # [36]
-    shifts = np.array(_SHIFTS, dtype=np.float32)
-    rows = _overlaps(alpha.shape[0], top + shifts, cell, GLYPH_ROWS)  # [3, H, 7]
-    columns = _overlaps(
-        alpha.shape[1], lefts[:, None] + shifts, cell, GLYPH_COLUMNS
-    )  # [36, 3, W, 5]
-    half = np.einsum("air,krc->kaic", rows, _GLYPH_BITMAPS)  # [36, 3, H, 5]
-    drawn = half[:, :, None] @ columns[:, None].swapaxes(-1, -2)  # [36, 3, 3, H, W]
-    mismatch = np.abs(drawn - alpha).sum(axis=(-2, -1)) / drawn.sum(axis=(-2, -1))
-    best = np.unravel_index(np.argmin(mismatch), mismatch.shape)
-    char = _GLYPH_CHARS[best[0]] if mismatch[best] <= GLYPH_TOLERANCE else None
+    height, width = alpha.shape
+    rows = _overlaps(height, top, cell, GLYPH_ROWS)  # [H, 7]
+    columns = _overlaps(width, lefts, cell, GLYPH_COLUMNS)  # [36, W, 5]
+    mismatch = []
+    for sigma in BLURS:  # blurring is linear: blur the factors of rows @ bitmap @ columns^T
+        blurred_rows = blur_matrix(height, sigma) @ rows
+        blurred_columns = blur_matrix(width, sigma) @ columns
+        drawn = blurred_rows @ _GLYPH_BITMAPS @ blurred_columns.swapaxes(-1, -2)  # [36, H, W]
+        ink = drawn.sum(axis=(-2, -1))
+        mismatch.append(np.abs(drawn - alpha).sum(axis=(-2, -1)) / ink)
+    mismatch = np.stack(mismatch)  # [blurs, 36]
+    _, best = np.unravel_index(np.argmin(mismatch), mismatch.shape)
+    best_mismatch = mismatch[:, best].min()
+    char = _GLYPH_CHARS[best] if best_mismatch <= GLYPH_TOLERANCE else None
     return SeenGlyph(char, colour)

@@ -174,3 +174,5 @@ def test_specs_reject_bad_values_with_clear_errors():
         SceneSpec()
     with pytest.raises(ValueError, match="resolution"):
         render_scene(Scene("white"), 0)
+    with pytest.raises(ValueError, match="resolution"):
+        ShapesDataset(resolution=4)

@@ -157,9 +157,7 @@ _GLYPH_NAMES = frozenset(c.lower() for c in LETTERS + DIGITS)
 def _words(caption):
     if not isinstance(caption, str):
         raise TypeError(f"a caption is a str, got {type(caption).__name__}")
-    text = caption.strip()
-    text = text.removesuffix(".")
-    return text.lower().split()
+    return caption.strip().removesuffix(".").lower().split()
 
 
 def check_words(caption):
@@ -185,11 +183,14 @@ def _phrase_words(phrase):
 
 
 _PREFIX_WORDS = [_phrase_words(p) for p in PREFIXES]
-_RELATION_WORDS = sorted(
-    ((_phrase_words(p), relation) for relation, ps in RELATION_PHRASES.items() for p in ps),
-    key=lambda item: -len(item[0]),  # try the longest phrasing first
-)
-_BACKGROUND_WORDS = [_phrase_words(p.replace("{}", "BG")) for p in BACKGROUND_PHRASES]
+_RELATION_OF_WORDS = {  # longest phrasings first, so "to the left side of" beats "left of"
+    words: relation
+    for words, relation in sorted(
+        ((_phrase_words(p), r) for r, phrases in RELATION_PHRASES.items() for p in phrases),
+        key=lambda item: -len(item[0]),
+    )
+}
+_BACKGROUND_WORDS = [_phrase_words(p.format("*")) for p in BACKGROUND_PHRASES]  # * = the colour
 _COUNTS = {"a": 1, **{word: n for n, word in COUNT_WORDS.items()}}
 _SHAPE_FORMS = {**{s: (s, False) for s in SHAPES}, **{_plural(s): (s, True) for s in SHAPES}}
 
@@ -220,13 +221,19 @@ class _Parser:
         self.at += 1
         return word
 
-    def take_phrase(self, options):
-        """Consume the first option (a tuple of words) the caption continues with, or None."""
-        for option in options:
-            words = option[0] if isinstance(option[0], tuple) else option
+    def optional(self, allowed):
+        """Consume the next word if it is in ``allowed`` and return it; else None."""
+        if self.peek() in allowed:
+            self.at += 1
+            return self.words[self.at - 1]
+        return None
+
+    def take_phrase(self, phrases):
+        """Consume the first phrase (a tuple of words) the caption continues with, or None."""
+        for words in phrases:
             if tuple(self.words[self.at : self.at + len(words)]) == words:
                 self.at += len(words)
-                return option
+                return words
         return None
 
     # -- rules --
@@ -270,7 +277,7 @@ class _Parser:
         )
         count = _COUNTS[count_word]
         first, colour_after = self.object_phrase(plural=count > 1)
-        relation = self.take_phrase(_RELATION_WORDS)
+        relation = self.take_phrase(_RELATION_OF_WORDS)
         if relation is None:
             return SceneSpec(objects=(first,) * count)
         if count_word != "a" or colour_after:
@@ -280,14 +287,14 @@ class _Parser:
             )
         self.take({"a"}, "'a' or 'an'")
         second, colour_after = self.object_phrase(plural=False, colour_after_allowed=False)
-        return SceneSpec(objects=(first, second), relation=relation[1])
+        return SceneSpec(objects=(first, second), relation=_RELATION_OF_WORDS[relation])
 
     def object_phrase(self, plural, colour_after_allowed=True):
         """``[size] colour shape`` or ``[size] shape in colour``.
 
         Returns the object and whether its colour came after the shape."""
-        size = self.take(SIZES, "") if self.peek() in SIZES else None
-        colour = self.take(COLOURS, "") if self.peek() in COLOURS else None
+        size = self.optional(SIZES)
+        colour = self.optional(COLOURS)
         if colour is None and not colour_after_allowed:
             self.fail(f"a colour ({', '.join(COLOURS)})")
         word = self.peek()
@@ -309,8 +316,8 @@ class _Parser:
         for phrase in _BACKGROUND_WORDS:
             window = self.words[self.at : self.at + len(phrase)]
             if len(window) == len(phrase) and all(
-                p == w or (p == "bg" and w in BACKGROUNDS) for p, w in zip(phrase, window)
+                p == w or (p == "*" and w in BACKGROUNDS) for p, w in zip(phrase, window)
             ):
                 self.at += len(phrase)
-                return window[phrase.index("bg")]
+                return window[phrase.index("*")]
         return None

@@ -120,6 +120,8 @@ class ShapesDataset:
     """
 
     def __init__(self, resolution=64, seed=0, split="train", length=None):
+        if int(resolution) != resolution or resolution < 8:
+            raise ValueError(f"resolution must be an integer of at least 8, got {resolution!r}")
         self.resolution = int(resolution)
         self.seed = int(seed)
         self.split = _split_name(split)

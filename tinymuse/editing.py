@@ -42,6 +42,7 @@ Images in: float NCHW (or CHW) in [-1, 1], uint8 HWC (or NHWC), a ``PIL.Image``,
 """
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
@@ -306,14 +307,11 @@ def edit(pipeline, image, prompt, *, iterations: int = 30, fraction: float = 0.0
     ``temperature`` and ``top_k`` may be pairs (base, super-resolution). Muse: 100
     iterations of 8%, guidance 4, top-k 3.
     """
-    from . import decoding
-    from .models.base import TextContext
-    from .pipeline import _sampling
-
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
             or iterations < 1:
         raise ValueError(f"iterations must be a positive whole number, got {iterations!r}")
-    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 1:
+    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
+            or not 0 < fraction <= 1:
         raise ValueError(f"fraction (the share of tokens resampled per iteration) must lie in "
                          f"(0, 1]; got {fraction!r}")
     images = load_images(image, pipeline.image_size)
@@ -324,27 +322,18 @@ def edit(pipeline, image, prompt, *, iterations: int = 30, fraction: float = 0.0
     grid = low.shape[-1]
     allowed = None
     if region is not None:
-        region = token_mask(load_pixel_mask(region, pipeline.image_size, len(images)), grid)
-        if not region.reshape(len(region), -1).any(axis=1).all():
+        allowed = token_mask(load_pixel_mask(region, pipeline.image_size, len(images)), grid)
+        if not allowed.reshape(len(allowed), -1).any(axis=1).all():
             raise ValueError("the region covers no pixel of some image; give every image a "
                              "region to edit, or region=None to edit everywhere")
-        allowed = region.reshape(len(region), -1)
     generator = pipeline.generator(seed)
-    base, stage = pipeline.base, settings["base"]
-    with _sampling(base):
-        condition, uncond = pipeline.encode_prompts(base, prompts, stage["negative_prompts"],
-                                                    stage["guidance_scale"])
-        from . import backend
-        xp = backend.xp_for(base.device)
-        start = backend.to_device(low.reshape(len(low), -1), base.device)
-        result = decoding.mask_free_edit(
-            base.logits, start, condition, mask_id=base.mask_id, iterations=int(iterations),
-            fraction=float(fraction),
-            region=None if allowed is None else xp.asarray(allowed),
-            temperature=stage["temperature"], top_k=stage["top_k"],
-            guidance_scale=stage["guidance_scale"], uncond_condition=uncond,
-            concat_conditions=TextContext.concat, generator=generator)
-    new_low = backend.to_numpy(result.tokens).reshape(low.shape)
+    stage = settings["base"]
+    new_low = pipeline.edit_base(prompts, low, iterations=int(iterations),
+                                 fraction=float(fraction), region=allowed,
+                                 guidance_scale=stage["guidance_scale"],
+                                 temperature=stage["temperature"], top_k=stage["top_k"],
+                                 negative_prompts=stage["negative_prompts"],
+                                 generator=generator)
     changed = new_low != low
     scale = high.shape[-1] // grid
     redraw = changed.repeat(scale, axis=1).repeat(scale, axis=2)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 from pathlib import Path
 from typing import NamedTuple
 
@@ -80,6 +81,10 @@ def per_stage(value, name: str) -> tuple:
                              f"super-resolution); got {value!r}")
         return tuple(value)
     return value, value
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def _check_steps(steps, name: str) -> int:
@@ -341,6 +346,24 @@ class Pipeline:
                                      generator=generator, **options)
         return backend.to_numpy(result.tokens).reshape(len(prompts), grid, grid)
 
+    def edit_base(self, prompts, tokens, *, iterations: int, fraction: float, region=None,
+                  guidance_scale: float = 4.0, temperature: float = 1.0, top_k=3,
+                  negative_prompts=None, generator=None) -> np.ndarray:
+        """Mask-free editing of base-stage grids ``tokens`` (B, h, w) towards ``prompts``
+        (:func:`tinymuse.decoding.mask_free_edit`), resampling only inside ``region``
+        (bool (B, h, w)) if given. Returns the edited grids."""
+        model = self.base
+        with _sampling(model):
+            condition, uncond = self.encode_prompts(model, prompts, negative_prompts,
+                                                    guidance_scale)
+            start, allowed = self._start(model, len(prompts), tokens, region)
+            result = decoding.mask_free_edit(
+                model.logits, start, condition, mask_id=model.mask_id, iterations=iterations,
+                fraction=fraction, region=allowed, temperature=temperature, top_k=top_k,
+                guidance_scale=guidance_scale, uncond_condition=uncond,
+                concat_conditions=TextContext.concat, generator=generator)
+        return backend.to_numpy(result.tokens).reshape(np.shape(tokens))
+
     @staticmethod
     def _start(model, batch, tokens, mask):
         """The grid decoding starts from (device, (B, N) int64) and the mask to fill."""
@@ -404,11 +427,11 @@ class Pipeline:
                                           per_stage(temperature, "temperature"),
                                           per_stage(top_k, "top_k"))
         for value in guidance:
-            if not isinstance(value, (int, float)) or value < 0:
+            if not _is_number(value) or value < 0:
                 raise ValueError(f"guidance_scale must be a number >= 0 (0: no guidance), got "
                                  f"{value!r}")
         for value in temperatures:
-            if not isinstance(value, (int, float)) or value < 0:
+            if not _is_number(value) or value < 0:
                 raise ValueError(f"temperature must be a number >= 0 (0: always the most "
                                  f"likely token), got {value!r}")
         negatives = None

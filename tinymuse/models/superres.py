@@ -90,6 +90,9 @@ class SuperResTransformerConfig(BaseTransformerConfig):
         return cls(**values)
 
     def __post_init__(self):
+        parent = getattr(super(), "__post_init__", None)
+        if parent is not None:  # keep the base config's own checks, if it has any
+            parent()
         if not 0.0 <= self.low_token_noise < 1.0:
             raise ValueError(f"low_token_noise must lie in [0, 1), got {self.low_token_noise}")
         if self.low_num_layers < 1:

@@ -1,0 +1,436 @@
+"""Training the whole Muse cascade, stage by stage, into one folder.
+
+Muse is not one network but a chain of them, each trained on what the earlier ones made:
+
+=================  =====================================================  ===================
+stage              what it learns                                          written to
+=================  =====================================================  ===================
+``tokenizer``      SentencePiece pieces of the captions                    ``tokenizer/``
+``text``           the text encoder, by masked-language modelling          ``text/``
+``vq-base``        a VQ tokenizer, 32×32 images ⇄ 8×8 tokens               ``vq-base/``
+``vq-superres``    a VQ tokenizer, 64×64 images ⇄ 16×16 tokens             ``vq-superres/``
+``tokens``         every training image pre-encoded at both resolutions    ``tokens/``
+``base``           the base transformer: caption → 8×8 tokens              ``base/``
+``superres``       the super-resolution transformer: + 8×8 → 16×16         ``superres/``
+``pipeline``       all of the above, assembled for sampling (float16)      ``pipeline/``
+=================  =====================================================  ===================
+
+:func:`train_cascade` runs them in this order (``tinymuse train --stage all``) or one at a
+time. Each stage only calls the stage's own training function (``Tokenizer.train``,
+:func:`tinymuse.text.pretrain.pretrain_text_encoder`, :func:`tinymuse.vq.train_tokenizer`,
+:func:`tinymuse.vq.pre_encode`, :func:`tinymuse.train.train_stage`); this module only decides
+sizes, paths and order.
+
+Resuming. ``cascade.json`` in the folder records the preset, the data and each finished stage
+with its training time. Run the same command again with ``resume=True`` and finished stages are
+skipped, while an interrupted VQ or transformer stage continues exactly from its last checkpoint
+(their loops resume by themselves). Without ``resume`` a folder that already holds a run is
+refused, so nothing is overwritten by accident.
+
+Presets. ``tiny`` trains in seconds and exists for tests (its images are noise); ``small`` is a
+quick look on a laptop; ``default`` made the weights bundled in ``tinymuse/assets``.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import backend
+
+__all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade",
+           "stage_paths", "load_record"]
+
+STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "base", "superres",
+          "pipeline")
+RECORD = "cascade.json"
+
+
+class CascadeError(ValueError):
+    """A cascade stage cannot run: a missing earlier stage, a folder in the way, bad data."""
+
+
+@dataclass(frozen=True)
+class CascadePreset:
+    """Sizes and lengths of every stage of one cascade run."""
+
+    name: str
+    # SentencePiece and the text encoder
+    captions: int = 20000              # shapes-world captions for the tokenizer and MLM
+    vocab_size: int = 256
+    text: dict = field(default_factory=dict)        # TextEncoderConfig changes
+    text_steps: int = 2000
+    text_batch: int = 64
+    # the two VQ tokenizers (VQConfig changes; steps and batch of VQTrainConfig)
+    vq_base: dict = field(default_factory=dict)
+    vq_base_steps: int = 2000
+    vq_base_batch: int = 32
+    vq_superres: dict = field(default_factory=dict)
+    vq_superres_steps: int = 2000
+    vq_superres_batch: int = 8
+    # token caches: how many shapes-world scenes are pre-encoded
+    images: int = 10000
+    # the transformers (config changes; TrainConfig steps, batch size, learning rate)
+    base: dict = field(default_factory=dict)
+    base_steps: int = 2000
+    base_batch: int = 64
+    superres: dict = field(default_factory=dict)
+    superres_steps: int = 1500
+    superres_batch: int = 32
+    lr: float = 1e-3
+    ema: float | None = None
+    sample_every: int = 500           # monitor grids + oracle scores (shapes data only)
+    checkpoint_every: int = 100
+
+
+PRESETS = {
+    # Seconds: enough to check that every stage runs and fits the next one.
+    "tiny": CascadePreset(
+        name="tiny", captions=400, text=dict(d_model=16, num_layers=1, num_heads=2),
+        text_steps=3, text_batch=8,
+        vq_base=dict(channels=8, channel_mult=(1, 2, 2), codebook_size=16, code_dim=8,
+                     norm_groups=4),
+        vq_base_steps=2, vq_base_batch=4,
+        vq_superres=dict(channels=8, channel_mult=(1, 2, 2), codebook_size=16, code_dim=8,
+                         norm_groups=4),
+        vq_superres_steps=2, vq_superres_batch=2,
+        images=16,
+        base=dict(d_model=16, num_layers=1, num_heads=2), base_steps=3, base_batch=4,
+        superres=dict(d_model=16, num_layers=1, num_heads=2), superres_steps=3,
+        superres_batch=4, sample_every=10 ** 9, checkpoint_every=2),
+    # A quick look (well under an hour on a laptop): smaller models, shorter runs.
+    "small": CascadePreset(
+        name="small", captions=5000, text=dict(d_model=64, num_layers=2, num_heads=4),
+        text_steps=300, vq_base=dict(codebook_size=128), vq_base_steps=300,
+        vq_superres=dict(codebook_size=128), vq_superres_steps=300, images=3000,
+        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=800, base_batch=32,
+        superres=dict(d_model=96, num_layers=2, num_heads=4, low_num_layers=1),
+        superres_steps=600, superres_batch=16, sample_every=400),
+    # The bundled weights, sized to train in about an hour on two CPU cores.
+    "default": CascadePreset(
+        name="default", text_steps=800, vq_base=dict(codebook_size=256), vq_base_steps=600,
+        vq_superres=dict(codebook_size=256), vq_superres_steps=600, images=10000,
+        base=dict(d_model=192, num_layers=4, num_heads=4), base_steps=2000, base_batch=32,
+        superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1),
+        superres_steps=2000, superres_batch=16),
+}
+
+
+def stage_paths(out_dir) -> dict:
+    """Where each stage keeps its files inside the run folder ``out_dir``."""
+    out = Path(out_dir)
+    return {
+        "tokenizer": out / "tokenizer" / "tokenizer.model",
+        "text": out / "text" / "text_encoder.safetensors",
+        "vq-base": out / "vq-base" / "tokenizer.safetensors",
+        "vq-superres": out / "vq-superres" / "tokenizer.safetensors",
+        "tokens-base": out / "tokens" / "base.safetensors",
+        "tokens-superres": out / "tokens" / "superres.safetensors",
+        "base": out / "base" / "model.safetensors",
+        "superres": out / "superres" / "model.safetensors",
+        "pipeline": out / "pipeline",
+    }
+
+
+def load_record(out_dir) -> dict | None:
+    """The ``cascade.json`` of a run folder, or None if there is none."""
+    path = Path(out_dir) / RECORD
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+# --------------------------------------------------------------------------- #
+# Data: the shapes world or a folder of image-caption pairs.
+# --------------------------------------------------------------------------- #
+
+
+def _dataset(data: str, resolution: int, length: int | None = None):
+    from .data import ImageCaptionFolder, ShapesDataset
+
+    if data == "shapes":
+        return ShapesDataset(resolution=resolution, seed=0, split="train", length=length)
+    return ImageCaptionFolder(data, resolution=resolution)
+
+
+def _captions(data: str, preset: CascadePreset) -> list[str]:
+    if data == "shapes":
+        from .text.pretrain import shapes_captions
+
+        return shapes_captions(preset.captions, seed=0)
+    folder = _dataset(data, 8)
+    return [folder.caption(i) for i in range(len(folder))]
+
+
+def _cache_size(data: str, preset: CascadePreset) -> int:
+    return preset.images if data == "shapes" else len(_dataset(data, 8))
+
+
+# --------------------------------------------------------------------------- #
+# The stages. Each returns nothing; its files are in stage_paths(out).
+# --------------------------------------------------------------------------- #
+
+
+def _need(paths: dict, *names: str) -> None:
+    for name in names:
+        if not paths[name].exists():
+            stage = name.removeprefix("tokens-") if name.startswith("tokens-") else name
+            stage = "tokens" if name.startswith("tokens-") else stage
+            raise CascadeError(f"this stage needs {paths[name]}, made by the {stage!r} stage; "
+                               f"run `tinymuse train --stage {stage}` (or --stage all) first")
+
+
+def _train_tokenizer(out, preset, data, device, progress):
+    from .text.tokenizer import Tokenizer
+
+    Tokenizer.train(_captions(data, preset), vocab_size=preset.vocab_size,
+                    path=stage_paths(out)["tokenizer"])
+
+
+def _train_text(out, preset, data, device, progress):
+    from .text.encoder import TextEncoder, TextEncoderConfig
+    from .text.pretrain import PretrainConfig, pretrain_text_encoder
+    from .text.tokenizer import Tokenizer
+
+    paths = stage_paths(out)
+    _need(paths, "tokenizer")
+    tokenizer = Tokenizer.load(paths["tokenizer"])
+    backend.manual_seed(0)
+    config = TextEncoderConfig(vocab_size=tokenizer.vocab_size, **preset.text)
+    encoder = TextEncoder(config, generator=backend.Generator(0)).to(device)
+    losses = pretrain_text_encoder(encoder, tokenizer, _captions(data, preset),
+                                   PretrainConfig(steps=preset.text_steps,
+                                                  batch_size=preset.text_batch, seed=0),
+                                   progress=progress)
+    encoder.save(paths["text"], metadata={"mlm_loss_last": losses[-1], "steps": len(losses)})
+
+
+def _train_vq(stage: str):
+    def run(out, preset, data, device, progress):
+        from .vq import stage_config, train_tokenizer
+
+        config, train = stage_config(stage)
+        changes = preset.vq_base if stage == "base" else preset.vq_superres
+        config = dataclasses.replace(config, **changes)
+        train.steps = preset.vq_base_steps if stage == "base" else preset.vq_superres_steps
+        train.batch_size = preset.vq_base_batch if stage == "base" else preset.vq_superres_batch
+        train.sample_every = train.checkpoint_every = max(1, min(500, train.steps))
+        dataset = None if data == "shapes" else _dataset(data, config.image_size)
+        train_tokenizer(config, train, dataset=dataset, out_dir=Path(out) / f"vq-{stage}",
+                        resume=True, device=device, progress=progress)
+    return run
+
+
+def _pre_encode(out, preset, data, device, progress):
+    from .vq import VQTokenizer, pre_encode
+
+    paths = stage_paths(out)
+    _need(paths, "vq-base", "vq-superres")
+    count = _cache_size(data, preset)
+    for stage in ("base", "superres"):
+        vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
+        pre_encode(vq, _dataset(data, vq.config.image_size, count if data == "shapes" else None),
+                   paths[f"tokens-{stage}"], count=count, progress=progress)
+
+
+def _train_config(preset, stage: str, progress: bool):
+    from .train import TrainConfig
+
+    return TrainConfig(steps=getattr(preset, f"{stage}_steps"),
+                       batch_size=getattr(preset, f"{stage}_batch"), lr=preset.lr,
+                       warmup_steps=min(200, getattr(preset, f"{stage}_steps") // 10),
+                       ema_decay=preset.ema, sample_every=preset.sample_every,
+                       checkpoint_every=preset.checkpoint_every, progress=progress)
+
+
+def _wants_monitor(data, preset, stage: str) -> bool:
+    """Sample grids with oracle scores: for shapes-world runs that sample at all (a folder of
+    pictures has captions the oracle cannot read)."""
+    return data == "shapes" and preset.sample_every <= getattr(preset, f"{stage}_steps")
+
+
+def _monitor(sampler):
+    from .train import PROMPT_KINDS, SampleMonitor, evaluation_prompts
+
+    fixed = evaluation_prompts(2, "train", seed=3)
+    return SampleMonitor([p for kind in PROMPT_KINDS for p in fixed[kind]], sampler)
+
+
+def _train_base(out, preset, data, device, progress):
+    from .models.base import BaseTransformer, BaseTransformerConfig
+    from .text.encoder import TextEncoder
+    from .text.tokenizer import Tokenizer
+    from .train import base_sampler, train_stage
+    from .vq import VQTokenizer, load_image_tokens
+
+    paths = stage_paths(out)
+    _need(paths, "tokenizer", "text", "vq-base", "tokens-base")
+    tokenizer = Tokenizer.load(paths["tokenizer"])
+    encoder = TextEncoder.load(paths["text"])
+    vq = VQTokenizer.load(paths["vq-base"], device=device)
+    config = BaseTransformerConfig(codebook_size=vq.config.codebook_size,
+                                   grid_size=vq.config.token_size, text=encoder.config,
+                                   **preset.base)
+    backend.manual_seed(0)
+    model = BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
+                            generator=backend.Generator(0)).to(device)
+    monitor = _monitor(base_sampler(vq)) if _wants_monitor(data, preset, "base") else None
+    result = train_stage(model, load_image_tokens(paths["tokens-base"]),
+                         _train_config(preset, "base", progress), paths["base"].parent,
+                         monitor=monitor, resume=True)
+    if progress:
+        print(f"base transformer: steps {result.start_step}-{result.step} in "
+              f"{result.seconds / 60:.1f} min", flush=True)
+
+
+def _train_superres(out, preset, data, device, progress):
+    from .models.superres import (SuperResTransformer, SuperResTransformerConfig,
+                                  superres_monitor, superres_tokens, train_superres)
+    from .text.encoder import TextEncoder
+    from .text.tokenizer import Tokenizer
+    from .vq import VQTokenizer, load_image_tokens
+
+    paths = stage_paths(out)
+    _need(paths, "tokenizer", "text", "vq-base", "vq-superres", "tokens-base",
+          "tokens-superres")
+    tokenizer = Tokenizer.load(paths["tokenizer"])
+    encoder = TextEncoder.load(paths["text"])
+    low_vq = VQTokenizer.load(paths["vq-base"])
+    vq = VQTokenizer.load(paths["vq-superres"], device=device)
+    cache = superres_tokens(load_image_tokens(paths["tokens-base"]),
+                            load_image_tokens(paths["tokens-superres"]))
+    config = SuperResTransformerConfig(
+        codebook_size=vq.config.codebook_size, grid_size=vq.config.token_size,
+        low_codebook_size=low_vq.config.codebook_size, low_grid_size=low_vq.config.token_size,
+        text=encoder.config, **preset.superres)
+    backend.manual_seed(0)
+    model = SuperResTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
+                                generator=backend.Generator(0)).to(device)
+    monitor = superres_monitor(cache, vq) if _wants_monitor(data, preset, "superres") else None
+    result = train_superres(model, cache, _train_config(preset, "superres", progress),
+                            paths["superres"].parent, monitor=monitor, resume=True)
+    if progress:
+        print(f"super-resolution transformer: steps {result.start_step}-{result.step} in "
+              f"{result.seconds / 60:.1f} min", flush=True)
+
+
+def _assemble(out, preset, data, device, progress):
+    from .models.base import BaseTransformer
+    from .models.superres import SuperResTransformer
+    from .pipeline import Pipeline
+    from .text.tokenizer import Tokenizer
+    from .vq import VQTokenizer
+
+    paths = stage_paths(out)
+    _need(paths, "tokenizer", "vq-base", "vq-superres", "base", "superres")
+    tokenizer = Tokenizer.load(paths["tokenizer"])
+    base = BaseTransformer.load(paths["base"], tokenizer=tokenizer)
+    superres = SuperResTransformer.load(paths["superres"], tokenizer=tokenizer)
+    superres.text_encoder = base.text_encoder  # both were trained on the same frozen copy
+    pipeline = Pipeline.from_components(tokenizer=tokenizer,
+                                        base_vq=VQTokenizer.load(paths["vq-base"]), base=base,
+                                        superres_vq=VQTokenizer.load(paths["vq-superres"]),
+                                        superres=superres)
+    pipeline.save(paths["pipeline"], dtype="float16")
+
+
+_RUNNERS = {
+    "tokenizer": _train_tokenizer,
+    "text": _train_text,
+    "vq-base": _train_vq("base"),
+    "vq-superres": _train_vq("superres"),
+    "tokens": _pre_encode,
+    "base": _train_base,
+    "superres": _train_superres,
+    "pipeline": _assemble,
+}
+
+
+# --------------------------------------------------------------------------- #
+# The orchestration.
+# --------------------------------------------------------------------------- #
+
+
+def _check_data(data: str) -> str:
+    if data == "shapes":
+        return data
+    folder = Path(data)
+    if not folder.is_dir():
+        raise CascadeError(f"--data must be 'shapes' or a folder of image-caption pairs; "
+                           f"{folder} is not a folder")
+    return str(folder.resolve())
+
+
+def _save_record(out: Path, record: dict) -> None:
+    temporary = out / f".{RECORD}.tmp"
+    temporary.write_text(json.dumps(record, indent=1))
+    temporary.replace(out / RECORD)
+
+
+def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "default",
+                  data: str = "shapes", resume: bool = False, device: str = "cpu",
+                  progress: bool = True, log=print) -> dict:
+    """Train ``stage`` (one of :data:`STAGES`, or ``"all"`` for every stage in order) of a
+    cascade in ``out_dir``; return the run record (also written to ``out_dir/cascade.json``).
+
+    ``data`` is ``"shapes"`` (the shapes world) or the path of an image-caption folder.
+    With ``resume``, finished stages are skipped and unfinished ones continue from their
+    checkpoints; without it, a folder that already holds a run is refused.
+    """
+    if stage != "all" and stage not in STAGES:
+        raise CascadeError(f"unknown stage {stage!r}; choose 'all' or one of {', '.join(STAGES)}")
+    if isinstance(preset, str):
+        if preset not in PRESETS:
+            raise CascadeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+        preset = PRESETS[preset]
+    data = _check_data(data)
+    out = Path(out_dir)
+    record = load_record(out)
+    if record is None:
+        if out.exists() and any(out.iterdir()) and not resume:
+            raise CascadeError(f"{out} is not empty and holds no cascade run; choose a new --out")
+        record = {"preset": dataclasses.asdict(preset), "data": data, "stages": {}}
+    else:
+        if record["preset"]["name"] != preset.name or record["data"] != data:
+            raise CascadeError(f"{out} holds a run with preset {record['preset']['name']!r} on "
+                               f"{record['data']!r}, not {preset.name!r} on {data!r}; choose "
+                               f"another --out")
+        if not resume and (stage == "all" or stage in record["stages"]):
+            raise CascadeError(f"{out} already holds this run; pass --resume to continue it "
+                               f"(finished stages are skipped) or choose another --out")
+    out.mkdir(parents=True, exist_ok=True)
+    _save_record(out, record)
+    todo = STAGES if stage == "all" else (stage,)
+    for name in todo:
+        if name in record["stages"] and resume:
+            log(f"[{name}] already trained ({record['stages'][name]['seconds']:.0f} s); skipped")
+            continue
+        log(f"[{name}] training ({preset.name} preset)")
+        started = time.perf_counter()
+        finished = False
+        try:
+            _RUNNERS[name](out, preset, data, device, progress)
+            finished = True
+        finally:
+            # An interrupted stage keeps its time, so a resumed run still reports the total.
+            seconds = time.perf_counter() - started
+            record = _update_record(out, name, seconds, finished)
+        if finished:
+            log(f"[{name}] done in {seconds:.0f} s")
+    return record
+
+
+def _update_record(out: Path, name: str, seconds: float, finished: bool) -> dict:
+    """Add ``seconds`` of training to stage ``name`` in ``cascade.json`` (read afresh, so two
+    stages trained at once by two commands both get recorded)."""
+    record = load_record(out)
+    partial = record.setdefault("partial_seconds", {})
+    total = partial.pop(name, 0.0) + seconds
+    if finished:
+        record["stages"][name] = {"seconds": round(total, 1),
+                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+    else:
+        partial[name] = round(total, 1)
+    record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+    _save_record(out, record)
+    return record

@@ -1,0 +1,291 @@
+"""The ``tinymuse`` command, end to end, on a tiny cascade trained in a temporary folder.
+
+The tiny preset draws noise, so these tests check what the command promises (files of the
+right size, determinism, resuming, one clear line for every mistake a user can make), not
+image quality; ``tinymuse eval`` on the bundled weights measures that.
+"""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from tinymuse import cli
+from tinymuse.cascade import STAGES, load_record
+from tinymuse.data import ShapesDataset, parse_caption
+
+SIZE = 64  # the tiny preset keeps the real image size
+
+
+def run(*argv):
+    return cli.main([str(a) for a in argv])
+
+
+def error_line(capsys) -> str:
+    """stderr of the last command, which must be exactly one line."""
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0].startswith("tinymuse: error: ")
+    return lines[0]
+
+
+def png(path) -> np.ndarray:
+    with Image.open(path) as picture:
+        return np.asarray(picture.convert("RGB"))
+
+
+def grid_side(count: int, side: int = SIZE, scale: int = 1, padding: int = 2) -> int:
+    return count * side * scale + (count + 1) * padding
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A tiny cascade, every stage, trained by `tinymuse train`."""
+    out = tmp_path_factory.mktemp("cascade") / "run"
+    assert run("train", "--stage", "all", "--preset", "tiny", "--out", out, "--quiet") == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def picture(tmp_path_factory):
+    """A 64×64 shapes-world picture to edit."""
+    path = tmp_path_factory.mktemp("pictures") / "scene.png"
+    Image.fromarray(ShapesDataset(SIZE, seed=3)[0][0]).save(path)
+    return path
+
+
+# --------------------------------------------------------------------------- training
+
+
+def test_train_all_records_every_stage_and_assembles_a_pipeline(run_dir):
+    record = load_record(run_dir)
+    assert list(record["stages"]) == list(STAGES)
+    assert all(entry["seconds"] >= 0 for entry in record["stages"].values())
+    assert (run_dir / "pipeline" / "pipeline.json").is_file()
+    manifest = json.loads((run_dir / "pipeline" / "pipeline.json").read_text())
+    assert manifest["dtype"] == "float16"
+
+
+def test_train_refuses_to_overwrite_and_resume_skips_finished_stages(run_dir, capsys):
+    assert run("train", "--stage", "base", "--preset", "tiny", "--out", run_dir) == 2
+    assert "--resume" in error_line(capsys)
+    before = load_record(run_dir)
+    assert run("train", "--stage", "all", "--preset", "tiny", "--out", run_dir, "--resume",
+               "--quiet") == 0
+    out = capsys.readouterr().out
+    assert out.count("skipped") == len(STAGES)
+    assert load_record(run_dir)["stages"] == before["stages"]
+
+
+def test_train_refuses_another_preset_in_the_same_folder(run_dir, capsys):
+    assert run("train", "--preset", "small", "--out", run_dir, "--resume") == 2
+    assert "preset 'tiny'" in error_line(capsys)
+
+
+def test_a_stage_without_its_inputs_names_the_stage_to_run(tmp_path, capsys):
+    assert run("train", "--stage", "base", "--preset", "tiny", "--out", tmp_path / "r") == 2
+    assert "--stage tokenizer" in error_line(capsys)
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+    from tinymuse import train as train_module
+    from tinymuse.cascade import train_cascade
+
+    out, quiet = tmp_path / "r", (lambda *_: None)
+    for stage in ("tokenizer", "text", "vq-base", "vq-superres", "tokens"):
+        train_cascade(out, stage, "tiny", resume=True, progress=False, log=quiet)
+    real = train_module.train_stage
+
+    def interrupted(*args, **kwargs):  # stop after the checkpoint at step 2 of 3
+        real(*args, **{**kwargs, "stop_at": 2})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train_stage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_cascade(out, "base", "tiny", resume=True, progress=False, log=quiet)
+    record = load_record(out)
+    assert "base" not in record["stages"] and record["partial_seconds"]["base"] >= 0
+    monkeypatch.setattr(train_module, "train_stage", real)
+    capsys.readouterr()
+    train_cascade(out, "base", "tiny", resume=True, progress=True, log=quiet)
+    assert "steps 2-3" in capsys.readouterr().out  # continued, not started again
+    record = load_record(out)
+    assert "base" in record["stages"] and "base" not in record["partial_seconds"]
+
+
+def test_train_from_an_image_caption_folder(tmp_path):
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    shapes = ShapesDataset(96, seed=1)  # other sizes are cropped and resized
+    for i in range(6):
+        image, caption = shapes[i]
+        Image.fromarray(image).save(folder / f"{i}.png")
+        (folder / f"{i}.txt").write_text(caption)
+    out = tmp_path / "run"
+    assert run("train", "--preset", "tiny", "--data", folder, "--out", out, "--quiet") == 0
+    assert load_record(out)["data"] == str(folder.resolve())
+    assert run("generate", shapes.caption(0), "--pipeline", out, "--out", out / "g.png") == 0
+    assert png(out / "g.png").shape == (SIZE, SIZE, 3)
+
+
+def test_train_data_must_be_shapes_or_a_folder(tmp_path, capsys):
+    assert run("train", "--preset", "tiny", "--data", tmp_path / "none", "--out",
+               tmp_path / "r") == 2
+    assert "not a folder" in error_line(capsys)
+
+
+# ------------------------------------------------------------------------- sampling
+
+
+def test_generate_one_prompt_is_one_image_and_the_seed_fixes_it(run_dir, tmp_path):
+    for name, seed in (("a", 1), ("b", 1), ("c", 2)):
+        assert run("generate", "a red circle", "--pipeline", run_dir, "--seed", seed,
+                   "--out", tmp_path / f"{name}.png") == 0
+    a, b, c = (png(tmp_path / f"{n}.png") for n in "abc")
+    assert a.shape == (SIZE, SIZE, 3)
+    assert np.array_equal(a, b)
+    assert not np.array_equal(a, c)
+
+
+def test_generate_several_prompts_and_samples_make_a_grid(run_dir, tmp_path):
+    out = tmp_path / "grid.png"
+    assert run("generate", "a red circle", "two blue squares", "the letter A in green",
+               "--samples", 2, "--steps", 3, "--sr-steps", 2, "--guidance", 0, "--negative",
+               "a blue circle", "--pipeline", run_dir, "--scale", 2, "--out", out) == 0
+    # one row per prompt, one column per sample
+    assert png(out).shape == (grid_side(3, scale=2), grid_side(2, scale=2), 3)
+
+
+def test_demo_draws_every_example_prompt(run_dir, tmp_path):
+    out = tmp_path / "demo.png"
+    assert run("demo", "--pipeline", run_dir / "pipeline", "--out", out) == 0
+    rows = -(-len(cli.DEMO_PROMPTS) // 4)
+    assert png(out).shape == (grid_side(rows, scale=2), grid_side(4, scale=2), 3)
+
+
+def test_demo_prompts_are_captions_of_the_shapes_world():
+    kinds = set()
+    for prompt in cli.DEMO_PROMPTS:
+        spec = parse_caption(prompt)
+        kinds.add("glyph" if spec.glyph else "relation" if spec.relation else spec.count > 1)
+    assert kinds == {"glyph", "relation", True, False}
+
+
+def test_inpaint_outpaint_and_edit(run_dir, picture, tmp_path):
+    common = ("--pipeline", run_dir, "--steps", 2, "--sr-steps", 2)
+    assert run("inpaint", picture, "a blue square", "--box", "0,0,32,32", *common,
+               "--out", tmp_path / "i.png") == 0
+    mask = np.zeros((SIZE, SIZE, 3), np.uint8)
+    mask[40:, 40:] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert run("inpaint", picture, "a blue square", "--mask", tmp_path / "mask.png", *common,
+               "--out", tmp_path / "m.png") == 0
+    assert run("outpaint", picture, "a green circle", "--shift", "0,16", *common,
+               "--out", tmp_path / "o.png") == 0
+    assert run("outpaint", picture, "a green circle", "--extend", "8,8,8,8", *common,
+               "--out", tmp_path / "x.png") == 0
+    assert run("edit", picture, "a yellow circle", "--iterations", 3, "--pipeline", run_dir,
+               "--sr-steps", 2, "--out", tmp_path / "e.png") == 0
+    for name in "imoxe":
+        assert png(tmp_path / f"{name}.png").shape == (SIZE, SIZE, 3)
+
+
+def test_eval_scores_every_attribute_and_the_base_stage_alone(run_dir, tmp_path, capsys):
+    out = tmp_path / "scores.json"
+    assert run("eval", "--prompts", 1, "--split", "train", "--compare-base", "--steps", 2,
+               "--sr-steps", 2, "--pipeline", run_dir, "--out", out) == 0
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"train/single", "train/count", "train/relation", "train/glyph",
+                           "overall"}
+    assert scores["overall"]["prompts"] == 4
+    for entry in scores.values():
+        for which in ("pipeline", "base_alone"):
+            assert entry[which] and all(0.0 <= v <= 1.0 for v in entry[which].values())
+    assert "glyph" in scores["overall"]["pipeline"]
+    assert "overall (4 prompts)" in capsys.readouterr().out
+
+
+def test_eval_reads_a_prompt_file(run_dir, tmp_path, capsys):
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\n\nthe letter A in blue\n")
+    assert run("eval", "--prompt-file", prompts, "--steps", 2, "--sr-steps", 2,
+               "--pipeline", run_dir) == 0
+    assert "file/prompts (2 prompts)" in capsys.readouterr().out
+
+
+# --------------------------------------------------------------------------- mistakes
+
+
+def test_unknown_word_is_one_line_naming_it(run_dir, capsys):
+    assert run("generate", "a red dog", "--pipeline", run_dir) == 2
+    assert "unknown word 'dog'" in error_line(capsys)
+
+
+def test_missing_image_wrong_size_and_resize(run_dir, tmp_path, capsys):
+    assert run("edit", tmp_path / "none.png", "a red circle", "--pipeline", run_dir) == 2
+    assert "no image file" in error_line(capsys)
+    big = tmp_path / "big.png"
+    Image.fromarray(ShapesDataset(80, seed=0)[0][0]).save(big)
+    assert run("edit", big, "a red circle", "--pipeline", run_dir) == 2
+    line = error_line(capsys)
+    assert "80×80" in line and "64×64" in line and "--resize" in line
+    assert run("edit", big, "a red circle", "--resize", "--iterations", 1, "--sr-steps", 1,
+               "--pipeline", run_dir, "--out", tmp_path / "e.png") == 0
+    text = tmp_path / "notes.png"
+    text.write_text("not a picture")
+    assert run("inpaint", text, "a red circle", "--box", "0,0,8,8", "--pipeline", run_dir) == 2
+    error_line(capsys)
+
+
+def test_bad_boxes_and_shifts(run_dir, picture, capsys):
+    assert run("inpaint", picture, "a red circle", "--pipeline", run_dir) == 2
+    assert "--mask" in error_line(capsys)
+    assert run("inpaint", picture, "a red circle", "--box", "0,0,99,8", "--pipeline",
+               run_dir) == 2
+    assert "not a box inside" in error_line(capsys)
+    assert run("outpaint", picture, "a red circle", "--shift", "1,2,3", "--pipeline",
+               run_dir) == 2
+    assert "--shift takes 2" in error_line(capsys)
+
+
+def test_missing_and_damaged_pipelines(run_dir, tmp_path, capsys, monkeypatch):
+    assert run("generate", "a red circle", "--pipeline", tmp_path / "none") == 2
+    assert "no pipeline at" in error_line(capsys)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    for file in (run_dir / "pipeline").iterdir():
+        if file.name != "base.safetensors":
+            (damaged / file.name).write_bytes(file.read_bytes())
+    assert run("generate", "a red circle", "--pipeline", damaged) == 2
+    assert "base.safetensors" in error_line(capsys)
+    monkeypatch.setattr(cli, "ASSETS", tmp_path / "empty")
+    assert run("demo") == 2
+    assert "tinymuse train" in error_line(capsys)
+
+
+def test_debug_shows_the_traceback(run_dir):
+    with pytest.raises(ValueError, match="dog"):
+        run("--debug", "generate", "a red dog", "--pipeline", run_dir)
+
+
+def test_bundled_weights_load_or_say_how_to_make_them(capsys):
+    if (cli.ASSETS / "pipeline.json").is_file():
+        from tinymuse.pipeline import Pipeline
+
+        size = sum(f.stat().st_size for f in cli.ASSETS.rglob("*") if f.is_file())
+        assert size < 25 * 2 ** 20
+        pipeline = Pipeline.load(cli.ASSETS)
+        assert pipeline.image_size == SIZE
+        for prompt in cli.DEMO_PROMPTS:
+            pipeline.tokenizer.check_words(prompt)
+    else:
+        assert cli.main(["demo"]) == 2
+        assert cli.TRAIN_COMMAND in error_line(capsys)
+
+
+def test_python_dash_m_tinymuse_runs_the_command():
+    done = subprocess.run([sys.executable, "-m", "tinymuse", "--version"], capture_output=True,
+                          text=True, check=True)
+    assert done.stdout.startswith("tinymuse ")

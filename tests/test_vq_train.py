@@ -74,12 +74,12 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     calls = {"n": 0}
     real = train_module.reconstruction_loss
 
-    def nan_from_step_3(recon, images, kind):
+    def nan_from_step_4(recon, images, kind):
         calls["n"] += 1
         loss = real(recon, images, kind)
-        return loss * float("nan") if calls["n"] >= 3 else loss
+        return loss * float("nan") if calls["n"] >= 4 else loss
 
-    monkeypatch.setattr(train_module, "reconstruction_loss", nan_from_step_3)
+    monkeypatch.setattr(train_module, "reconstruction_loss", nan_from_step_4)
     with pytest.raises(FloatingPointError, match="last good state"):
         run(tmp_path)
     saved = checkpoint.load(tmp_path / "checkpoint.safetensors")
@@ -88,6 +88,8 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_checkpoint(tmp_path, 
     monkeypatch.setattr(train_module, "reconstruction_loss", real)
     run(tmp_path)                                     # and it resumes from there
     assert checkpoint.load(tmp_path / "checkpoint.safetensors").metadata["step"] == 4
+    steps = [json.loads(line)["step"] for line in open(tmp_path / "log.jsonl")]
+    assert steps == [1, 2, 3, 4]       # step 3 (logged, then lost with the NaN run) only once
 
 
 def test_the_command_line_trains_a_stage(tmp_path):

@@ -85,6 +85,18 @@ def save_reconstructions(tokenizer: VQTokenizer, images: np.ndarray, path) -> Pa
     return Path(path)
 
 
+def _open_log(path: Path, step: int):
+    """The log, opened to append after the lines of steps up to ``step`` (the
+    checkpoint a run resumes from); lines of steps after it are redone."""
+    kept = []
+    if step and path.exists():
+        kept = [line for line in path.read_text().splitlines()
+                if line and json.loads(line)["step"] <= step]
+    log = open(path, "w")
+    log.writelines(line + "\n" for line in kept)
+    return log
+
+
 def train_tokenizer(config: VQConfig, train: VQTrainConfig | None = None, dataset=None,
                     out_dir="runs/vq", steps: int | None = None, resume: bool = True,
                     device: str | None = None, progress: bool = True,
@@ -134,7 +146,7 @@ def train_tokenizer(config: VQConfig, train: VQTrainConfig | None = None, datase
                                        step=at_step, config=run_config,
                                        extra=clocks())
 
-    log = open(out_dir / "log.jsonl", "a")
+    log = _open_log(out_dir / "log.jsonl", step)
     bar = tqdm(total=steps, initial=step, disable=not progress, desc=f"vq {config.image_size}px",
                dynamic_ncols=True)
     started, cpu_started = time.perf_counter(), time.process_time()

@@ -15,7 +15,8 @@ measured from RGB values, so it works just as well on a model's generations. The
    background in a colour off every line, so odd colours in a generation still count).
 4. **Objects.** Foreground pixels that touch (also diagonally) form one object: the connected
    components of the foreground mask, found by letting every pixel repeatedly take the
-   smallest label among its neighbours until no label changes.
+   smallest label among its neighbours until no label changes. Each object then claims the
+   faint fringe pixels within a few pixels of it.
 5. **Colour, area and centre.** An object's colour is the palette colour whose line best
    explains all its pixels. With the colour known, summing ``alpha`` gives the object's area
    to a fraction of a pixel, and the ``alpha``-weighted mean position its centre; blurring the
@@ -94,11 +95,12 @@ def look(image, read_glyph=False):
     background, background_rgb = read_background(pixels)
     mask = foreground(pixels, background_rgb)
     labels, n = connected_components(mask)
+    territory = grow_labels(labels, steps=3)  # each object's faint fringe belongs to it
     min_pixels = MIN_OBJECT_AREA * mask.size
     objects = []
     for label in range(1, n + 1):
         if np.count_nonzero(labels == label) >= min_pixels:
-            objects.append(_read_object(pixels, background_rgb, labels, label))
+            objects.append(_read_object(pixels, background_rgb, labels, territory, label))
     glyph = _read_glyph(pixels, background_rgb, mask) if read_glyph else None
     return Observation(background, tuple(objects), glyph)
 
@@ -185,7 +187,19 @@ def opacity(pixels, background_rgb, colour_rgb):
     return np.clip(alpha, 0.0, 1.0)
 
 
-def _read_object(pixels, background_rgb, labels, label):
+def grow_labels(labels, steps):
+    """Spread each label into unlabelled neighbouring pixels, ``steps`` pixels deep, so that
+    the faint, blurred fringe around an object is counted as that object's and not its
+    neighbour's."""
+    h, w = labels.shape
+    for _ in range(steps):
+        padded = np.pad(labels, 1)
+        neighbours = [padded[dy : dy + h, dx : dx + w] for dy in (0, 1, 2) for dx in (0, 1, 2)]
+        labels = np.where(labels > 0, labels, np.max(neighbours, axis=0))
+    return labels
+
+
+def _read_object(pixels, background_rgb, labels, territory, label):
     component = labels == label
     height, width = component.shape
     index, distance = classify_colour(pixels[component], background_rgb)
@@ -196,7 +210,7 @@ def _read_object(pixels, background_rgb, labels, label):
     bottom, right = min(ys.max() + 4, labels.shape[0]), min(xs.max() + 4, labels.shape[1])
     window = (slice(top, bottom), slice(left, right))
     alpha = opacity(pixels[window], background_rgb, _COLOUR_RGB[index])
-    alpha[(labels[window] != label) & (labels[window] != 0)] = 0.0
+    alpha[territory[window] != label] = 0.0
     if alpha.sum() < 1.0:  # colours off every mixing line: fall back to the hard mask
         alpha = component[window].astype(np.float32)
     area = float(alpha.sum())

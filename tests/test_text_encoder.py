@@ -163,8 +163,8 @@ def test_mlm_pretraining_lowers_the_loss(corpus):
 
 
 def test_pretraining_command_writes_a_loadable_encoder(tmp_path):
-    code = main(["--out", str(tmp_path), "--steps", "3", "--captions", "100",
-                 "--vocab-size", "120", "--d-model", "16", "--layers", "1", "--heads", "2",
+    code = main(["--out", str(tmp_path), "--steps", "3", "--captions", "300",
+                 "--vocab-size", "200", "--d-model", "16", "--layers", "1", "--heads", "2",
                  "--batch-size", "8"])
     assert code == 0
     tokenizer = Tokenizer.load(tmp_path / "tokenizer.model")

@@ -4,10 +4,17 @@ A test that takes the ``device`` fixture runs once on the CPU (NumPy) and once
 on the GPU (CuPy); the GPU run is marked ``gpu`` and skips cleanly where CuPy or
 a GPU is missing. Run only the GPU half with ``pytest -m gpu``.
 """
-import numpy as np
-import pytest
+import os
 
-from tinymuse import backend
+# Tests multiply tiny matrices, where BLAS threads cost more than they save (and
+# on a busy 2-core machine make the suite several times slower). Set before NumPy
+# loads; an explicit setting in the environment wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+from tinymuse import backend  # noqa: E402
 
 requires_gpu = pytest.mark.skipif(not backend.cuda_available(),
                                   reason="needs CuPy and an NVIDIA GPU (pip install tinymuse[gpu])")

@@ -267,3 +267,19 @@ def test_load_training_state_refuses_mismatches(tmp_path):
     other, other_opt, other_sched = build(TinyConfig(dim=8), seed=0)
     with pytest.raises(CheckpointError, match="does not match"):
         checkpoint.load_training_state(path, other, other_opt, other_sched, backend.Generator(1))
+
+
+def test_saved_checkpoints_are_readable_by_others_as_the_umask_allows(tmp_path):
+    """safetensors creates its files 0600; a checkpoint (or bundled weights copied
+    elsewhere) must get the usual permissions instead."""
+    import os
+    import stat
+
+    from tinymuse import checkpoint
+
+    previous = os.umask(0o022)
+    try:
+        path = checkpoint.save(tmp_path / "w.safetensors", {"w": np.zeros(3, np.float32)}, config={})
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(os.stat(path).st_mode) == 0o644

@@ -105,16 +105,24 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)  # reading the umask means setting it; put it straight back
+    os.umask(mask)
+    return mask
+
+
 def _atomic_save(path: Path, arrays: dict, header: dict) -> None:
     directory = path.parent
     directory.mkdir(parents=True, exist_ok=True)
     # A unique hidden name next to the target (the rename must not cross file
-    # systems); created by the writer, so it gets the usual permissions.
+    # systems). safetensors creates it readable by its owner only (0600); give it
+    # the permissions of any other file this process writes.
     temporary = str(directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         safetensors_numpy.save_file(arrays, temporary, metadata=header)
         with open(temporary, "rb+") as file:  # flush the bytes to the disk before the rename
             os.fsync(file.fileno())
+        os.chmod(temporary, 0o666 & ~_current_umask())
         os.replace(temporary, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -3,6 +3,7 @@ import dataclasses
 import json
 import os
 import pickle
+import stat
 
 import numpy as np
 import pytest
@@ -272,11 +273,6 @@ def test_load_training_state_refuses_mismatches(tmp_path):
 def test_saved_checkpoints_are_readable_by_others_as_the_umask_allows(tmp_path):
     """safetensors creates its files 0600; a checkpoint (or bundled weights copied
     elsewhere) must get the usual permissions instead."""
-    import os
-    import stat
-
-    from tinymuse import checkpoint
-
     previous = os.umask(0o022)
     try:
         path = checkpoint.save(tmp_path / "w.safetensors", {"w": np.zeros(3, np.float32)}, config={})

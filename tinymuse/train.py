@@ -28,6 +28,12 @@ A run lives in one folder ``out_dir``:
 
 A loss that turns NaN or infinite stops the run with :class:`TrainingDiverged`; nothing is
 written after the last good step, so the last checkpoint stays as it was.
+
+Command line, for the base stage (chapter 6 lists the commands that come before it)::
+
+    python -m tinymuse.train --vq runs/vq-base/tokenizer.safetensors --text runs/text \\
+        --tokens runs/base-tokens.safetensors --out runs/base --preset baby --steps 3000
+    python -m tinymuse.train --vq runs/vq-base/tokenizer.safetensors --out runs/base --score
 """
 from __future__ import annotations
 

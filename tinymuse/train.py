@@ -465,6 +465,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sample-every", type=int, default=defaults.sample_every)
     parser.add_argument("--checkpoint-every", type=int, default=defaults.checkpoint_every)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--init", help="start from the weights of a saved base model (e.g. an "
+                        "earlier run's model.safetensors) instead of a fresh initialisation")
     parser.add_argument("--score", action="store_true", help="score OUT/model.safetensors: "
                         "oracle accuracy per attribute and prompt kind, seen and held-out, at "
                         "8 and 16 steps, with and without guidance; writes OUT/scores.json")
@@ -500,6 +502,8 @@ def main(argv: list[str] | None = None) -> int:
     encoder = TextEncoder.load(text / "text_encoder.safetensors")
     cache = load_image_tokens(args.tokens)
     model = _build_base_model(args, tokenizer, encoder, vq)
+    if args.init and not (out / CHECKPOINT).exists():  # a resumed run has its own weights
+        checkpoint.load(args.init, model=model, config=model.config.to_dict())
     config = TrainConfig(steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                          warmup_steps=args.warmup_steps, ema_decay=args.ema, seed=args.seed,
                          sample_every=args.sample_every, checkpoint_every=args.checkpoint_every)

@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", default=None, help="run folder (default runs/vq-STAGE)")
     parser.add_argument("--batch-size", type=int, default=None)
     parser.add_argument("--lr", type=float, default=None)
+    parser.add_argument("--recon-loss", choices=["l1", "mse"], default=None)
     parser.add_argument("--device", default=None, help="cpu or cuda")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has "
                         "a checkpoint (it will be overwritten)")
@@ -213,6 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         train.batch_size = args.batch_size
     if args.lr is not None:
         train.lr = args.lr
+    if args.recon_loss is not None:
+        train.recon_loss = args.recon_loss
     out = args.out or f"runs/vq-{args.stage}"
     train_tokenizer(config, train, out_dir=out, steps=args.steps, resume=not args.no_resume,
                     device=args.device)

@@ -28,7 +28,8 @@ skipped, while an interrupted VQ or transformer stage continues exactly from its
 refused, so nothing is overwritten by accident.
 
 Presets. ``tiny`` trains in seconds and exists for tests (its images are noise); ``small`` is a
-quick look on a laptop; ``default`` made the weights bundled in ``tinymuse/assets``.
+shorter run of smaller models; ``default`` is the run meant for the weights bundled in
+``tinymuse/assets`` (the README records what one run of it reached, and how long it took).
 """
 from __future__ import annotations
 
@@ -100,7 +101,7 @@ PRESETS = {
         base=dict(d_model=16, num_layers=1, num_heads=2), base_steps=3, base_batch=4,
         superres=dict(d_model=16, num_layers=1, num_heads=2), superres_steps=3,
         superres_batch=4, sample_every=10 ** 9, checkpoint_every=2),
-    # A quick look (well under an hour on a laptop): smaller models, shorter runs.
+    # A quick look: smaller models, shorter runs.
     "small": CascadePreset(
         name="small", captions=5000, text=dict(d_model=64, num_layers=2, num_heads=4),
         text_steps=300, vq_base=dict(codebook_size=128), vq_base_steps=300,
@@ -108,7 +109,8 @@ PRESETS = {
         base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=800, base_batch=32,
         superres=dict(d_model=96, num_layers=2, num_heads=4, low_num_layers=1),
         superres_steps=600, superres_batch=16, sample_every=400),
-    # The bundled weights, sized to train in about an hour on two CPU cores.
+    # For the bundled weights. On two busy CPU cores, run as two lanes of side-by-side stages,
+    # it took 73 minutes (README, "Measured") and was still far from trained.
     "default": CascadePreset(
         name="default", text_steps=800, vq_base=dict(codebook_size=256), vq_base_steps=600,
         vq_superres=dict(codebook_size=256), vq_superres_steps=600, images=10000,

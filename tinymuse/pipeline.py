@@ -314,17 +314,13 @@ class Pipeline:
         """Base-stage token grids (B, h, w) for ``prompts``: all drawn, or, given ``tokens``
         (B, h, w) and a bool ``mask`` of the same shape, only the masked positions redrawn
         and every other one kept. ``options`` go to :func:`tinymuse.decoding.decode`."""
-        model, grid = self.base, self.base.config.grid_size
+        model = self.base
         with _sampling(model):
             condition, uncond = self.encode_prompts(model, prompts, negative_prompts,
                                                     guidance_scale)
-            start, mask = self._start(model, len(prompts), tokens, mask)
-            result = decoding.decode(model.logits, start, condition, mask_id=model.mask_id,
-                                     mask=mask, steps=steps, guidance_scale=guidance_scale,
-                                     uncond_condition=uncond,
-                                     concat_conditions=TextContext.concat,
-                                     generator=generator, **options)
-        return backend.to_numpy(result.tokens).reshape(len(prompts), grid, grid)
+            return self._decode_grids(model, condition, uncond, len(prompts), tokens, mask,
+                                      steps=steps, guidance_scale=guidance_scale,
+                                      generator=generator, **options)
 
     def decode_superres(self, prompts, low_tokens, tokens=None, mask=None, *, steps: int = 8,
                         guidance_scale: float = 0.0, negative_prompts=None, generator=None,
@@ -332,19 +328,25 @@ class Pipeline:
         """Super-resolution token grids (B, H, W) on the base stage's ``low_tokens``; with
         ``tokens`` and ``mask``, only the masked positions are redrawn (as
         :meth:`decode_base`)."""
-        model, grid = self.superres, self.superres.config.grid_size
+        model = self.superres
         with _sampling(model):
             text, negative = self.encode_prompts(model, prompts, negative_prompts,
                                                  guidance_scale)
             condition = model.make_context(text, low_tokens)
             uncond = None if negative is None else model.make_context(negative, low_tokens)
-            start, mask = self._start(model, len(prompts), tokens, mask)
-            result = decoding.decode(model.logits, start, condition, mask_id=model.mask_id,
-                                     mask=mask, steps=steps, guidance_scale=guidance_scale,
-                                     uncond_condition=uncond,
-                                     concat_conditions=TextContext.concat,
-                                     generator=generator, **options)
-        return backend.to_numpy(result.tokens).reshape(len(prompts), grid, grid)
+            return self._decode_grids(model, condition, uncond, len(prompts), tokens, mask,
+                                      steps=steps, guidance_scale=guidance_scale,
+                                      generator=generator, **options)
+
+    def _decode_grids(self, model, condition, uncond, count, tokens, mask, **options):
+        """Parallel decoding of ``count`` token grids of ``model`` (all masked, or only
+        ``mask`` of ``tokens``), returned as a NumPy array (count, grid, grid)."""
+        start, mask = self._start(model, count, tokens, mask)
+        result = decoding.decode(model.logits, start, condition, mask_id=model.mask_id,
+                                 mask=mask, uncond_condition=uncond,
+                                 concat_conditions=TextContext.concat, **options)
+        grid = model.config.grid_size
+        return backend.to_numpy(result.tokens).reshape(count, grid, grid)
 
     def edit_base(self, prompts, tokens, *, iterations: int, fraction: float, region=None,
                   guidance_scale: float = 4.0, temperature: float = 1.0, top_k=3,

@@ -52,6 +52,7 @@ import numpy as np
 from . import backend
 from .backend import get_array_module
 from .masking import apply_mask, decoding_schedule, random_mask
+from .ops.nn import LogSoftmax
 from .tensor import Tensor
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
@@ -76,13 +77,12 @@ class DecodeResult:
 
 
 def log_softmax(x, axis: int = -1):
-    """log softmax(x) = (x − m) − log Σ exp(x − m), with ``m = max x``.
+    """log softmax(x) = (x − m) − log Σ exp(x − m), with ``m = max x``, on a raw
+    array: the forward pass of :class:`tinymuse.ops.nn.LogSoftmax`, with no graph.
 
     Subtracting the maximum first means no exp overflows, and the large ``m``
     never has to be added back (float32 would round it)."""
-    xp = get_array_module(x)
-    shifted = x - x.max(axis=axis, keepdims=True)
-    return shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    return LogSoftmax().forward(x, axis=axis)
 
 
 def _log_prob_of(logits, ids):

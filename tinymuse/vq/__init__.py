@@ -9,7 +9,9 @@ Modules: ``config`` (dataclass configs per stage), ``quantizer`` (nearest codes,
 straight-through gradient, EMA and dead-code restarts), ``model`` (encoder,
 decoder), ``tokenizer`` (the whole model, encode/decode, save/load), ``train``
 (the training loop and ``python -m tinymuse.vq.train``), ``tokens`` (metrics and
-pre-encoding a dataset to a token cache; ``python -m tinymuse.vq.tokens``). Chapter 4 of the tutorials explains it.
+pre-encoding a dataset to a token cache; ``python -m tinymuse.vq.tokens``), ``finetune``
+(sharpening the decoder once the tokens are fixed; ``python -m tinymuse.vq.finetune``).
+Chapter 4 of the tutorials explains it.
 """
 from .config import STAGES, VQConfig, VQTrainConfig, stage_config
 from .quantizer import Quantized, VectorQuantizer, codebook_statistics
@@ -18,8 +20,9 @@ from .tokenizer import VQOutput, VQTokenizer
 from .tokens import (ImageTokens, ReconstructionReport, evaluate_reconstruction, load_image_tokens,
                      pre_encode, psnr)
 from .train import train_tokenizer
+from .finetune import finetune_decoder
 
 __all__ = ["STAGES", "VQConfig", "VQTrainConfig", "stage_config", "Quantized", "VectorQuantizer",
            "codebook_statistics", "Encoder", "Decoder", "ResBlock", "VQOutput", "VQTokenizer",
            "ImageTokens", "ReconstructionReport", "evaluate_reconstruction", "load_image_tokens",
-           "pre_encode", "psnr", "train_tokenizer"]
+           "pre_encode", "psnr", "train_tokenizer", "finetune_decoder"]

@@ -51,21 +51,52 @@ def random_batch(rng, batch=5, vocab=40):
             "text_mask": mask}
 
 
-def test_the_context_is_the_text_then_the_read_low_tokens(device):
+def test_the_context_is_the_read_low_tokens_then_the_text(device):
     model = tiny_model(device=device).eval()
     rng = np.random.default_rng(0)
     batch = random_batch(rng, batch=3)
     text = model.encode_text(batch["text_ids"], batch["text_mask"])
     context = model.make_context(text, batch["low_tokens"])
-    t = text.embeddings.shape[1]
-    assert context.embeddings.shape == (3, t + LOW * LOW, 32)
+    t, n = text.embeddings.shape[1], LOW * LOW
+    assert context.embeddings.shape == (3, n + t, 32)
     mask = backend.to_numpy(context.mask)
-    np.testing.assert_array_equal(mask[:, :t], backend.to_numpy(text.mask))
-    assert mask[:, t:].all(), "low-resolution tokens are never masked out"
+    assert mask[:, :n].all(), "low-resolution tokens are never masked out"
+    np.testing.assert_array_equal(mask[:, n:], backend.to_numpy(text.mask))
     embeddings = context.embeddings.numpy()
-    np.testing.assert_array_equal(embeddings[:, :t], text.embeddings.numpy())
+    np.testing.assert_array_equal(embeddings[:, n:], text.embeddings.numpy())
     low = model.encode_low_tokens(batch["low_tokens"]).numpy()
-    np.testing.assert_allclose(embeddings[:, t:], low, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(embeddings[:, :n], low, rtol=1e-6, atol=1e-6)
+
+
+@given(row=st.integers(0, LOW - 1), col=st.integers(0, LOW - 1))
+@settings(max_examples=8, deadline=None)
+def test_low_skip_adds_each_low_vector_under_its_own_2x2_block_only(row, col):
+    model = tiny_model(low_skip=True).eval()
+    rng = np.random.default_rng(2)
+    batch = random_batch(rng, batch=2)
+    text = model.encode_text(batch["text_ids"], batch["text_mask"])
+    context = model.make_context(text, batch["low_tokens"])
+    tokens = rng.integers(0, K_HIGH, (2, HIGH * HIGH))
+    before = model.embed_inputs(tokens, context).numpy()
+    changed = context.embeddings.numpy().copy()
+    changed[:, row * LOW + col] += rng.normal(size=(2, 32)).astype(np.float32)
+    after = model.embed_inputs(tokens, context._replace(embeddings=Tensor(changed))).numpy()
+    moved = np.abs(after - before).max(axis=(0, 2)).reshape(HIGH, HIGH) > 1e-6
+    expected = np.zeros((HIGH, HIGH), bool)
+    expected[2 * row:2 * row + 2, 2 * col:2 * col + 2] = True
+    np.testing.assert_array_equal(moved, expected)
+
+
+def test_without_low_skip_the_inputs_are_the_base_models():
+    model = tiny_model().eval()
+    rng = np.random.default_rng(3)
+    batch = random_batch(rng, batch=2)
+    context = model.make_context(model.encode_text(batch["text_ids"], batch["text_mask"]),
+                                 batch["low_tokens"])
+    tokens = rng.integers(0, K_HIGH, (2, HIGH * HIGH))
+    np.testing.assert_array_equal(
+        model.embed_inputs(tokens, context).numpy(),
+        (model.token_embedding(tokens) + model.positions).numpy())
 
 
 def test_the_logits_depend_on_the_low_tokens_through_self_attention():
@@ -174,11 +205,11 @@ def test_guidance_keeps_the_low_tokens_in_the_unconditional_branch(tokenizer, mo
     assert result.tokens.shape == (2, HIGH, HIGH)
     condition, uncond = captured["condition"], captured["uncond_condition"]
     n = LOW * LOW
-    np.testing.assert_array_equal(condition.embeddings.numpy()[:, -n:],
-                                  uncond.embeddings.numpy()[:, -n:])
-    assert uncond.mask[:, -n:].all()
+    np.testing.assert_array_equal(condition.embeddings.numpy()[:, :n],
+                                  uncond.embeddings.numpy()[:, :n])
+    assert uncond.mask[:, :n].all()
     empty = model.encode_prompts([""])
-    assert uncond.mask[1, :-n].sum() == empty.mask.sum() == 1  # [CLS] alone
+    assert uncond.mask[1, n:].sum() == empty.mask.sum() == 1  # [CLS] alone
 
 
 def test_generate_is_seeded_and_redraws_only_the_given_mask(tokenizer):

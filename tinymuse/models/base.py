@@ -276,12 +276,16 @@ class BaseTransformer(nn.Module):
                              f"{tokens.shape[1]}")
         if context.embeddings.shape[0] != batch:
             raise ValueError(f"{batch} token grids but {context.embeddings.shape[0]} text contexts")
-        x = self.token_embedding(tokens) + self.positions
+        x = self.embed_inputs(tokens, context)
         for block in self.blocks:
             x = block(x, context.embeddings, context_mask=context.mask)
         return self.head(self.norm(x))
 
     forward = logits
+
+    def embed_inputs(self, tokens, context: TextContext) -> Tensor:
+        """The first layer's input (B, N, d): token embedding + learned position."""
+        return self.token_embedding(tokens) + self.positions
 
     def training_loss(self, batch: dict, generator: backend.Generator) -> MaskedStep:
         """The masked-token loss on one batch from :meth:`make_batch`.

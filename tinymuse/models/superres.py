@@ -11,8 +11,8 @@ both:
 
     l        = SelfBlock_M(… SelfBlock_1(E_low[y] + P_low))   the 8×8 tokens y, read by their
                                                               own self-attention layers
-    c        = [ W·text ; LayerNorm(l) ]                      text embeddings, then the
-                                                              low-resolution embeddings
+    c        = [ LayerNorm(l) ; W·text ]                      the low-resolution
+                                                              embeddings, then the text
     h        = Block_L(… Block_1(E[x̃] + P, c))                as in the base model
     logits   = W_out · LayerNorm(h)                           (B, 256, K_high)
 
@@ -25,6 +25,18 @@ label-smoothed loss, caption dropout) is the base transformer's, which is why
 :class:`SuperResTransformer` is a subclass of :class:`~tinymuse.models.base.BaseTransformer`
 that adds the low-resolution reader. Because the low-resolution part of the context does not
 change while decoding, it is computed once per generation, not once per step.
+
+Aligned low-resolution input (``low_skip``, off by default, an addition to Muse). Through
+cross-attention alone, a high-resolution token must first *learn* which of the 64 context
+entries lies under it before it can copy the coarse shape, and at toy scale on a CPU that takes
+most of a training run. With ``low_skip`` the encoded low-resolution token under each
+high-resolution position (each covers 2×2 of them) is also added, through a linear map, to that
+position's input embedding:
+
+    h_0[r, c] = E[x̃[r, c]] + P[r, c] + W_skip · l[r // 2, c // 2]
+
+so the coarse picture sits where it belongs from the start; the cross-attention still sees
+all of it.
 
 Robustness. At sampling time the low-resolution tokens come from the base model, which makes
 mistakes the training data never shows. ``low_token_noise`` (0 by default) replaces each
@@ -69,6 +81,7 @@ class SuperResTransformerConfig(BaseTransformerConfig):
     low_grid_size: int = 8
     low_num_layers: int = 2          # self-attention layers over the low-resolution tokens
     low_token_noise: float = 0.0     # training only: P(a low-resolution token → a random code)
+    low_skip: bool = False           # also add the aligned low-res embedding to each input
 
     @property
     def num_low_tokens(self) -> int:
@@ -125,6 +138,11 @@ class SuperResTransformer(BaseTransformer):
                                 generator=generator)
             for _ in range(config.low_num_layers)])
         self.low_norm = nn.LayerNorm(d)
+        if config.low_skip:
+            if config.grid_size % config.low_grid_size:
+                raise ValueError(f"low_skip needs grid_size ({config.grid_size}) to be a "
+                                 f"multiple of low_grid_size ({config.low_grid_size})")
+            self.low_skip = nn.Linear(d, d, generator=generator)
 
     # ------------------------------------------------------------ context
     def _low_tokens(self, low_tokens):
@@ -157,16 +175,31 @@ class SuperResTransformer(BaseTransformer):
         return self.low_norm(x)
 
     def make_context(self, text: TextContext, low_tokens) -> TextContext:
-        """The context the high-resolution tokens cross-attend to: the text embeddings
-        followed by the encoded low-resolution tokens (never masked)."""
+        """The context the high-resolution tokens cross-attend to: the encoded
+        low-resolution tokens (never masked), then the text embeddings. (Attention does not
+        care about the order; low tokens first keeps them at a fixed place, since contexts
+        of different text lengths are padded at the end.)"""
         low = self.encode_low_tokens(low_tokens)
         if low.shape[0] != text.embeddings.shape[0]:
             raise ValueError(f"{low.shape[0]} low-resolution grids but "
                              f"{text.embeddings.shape[0]} text contexts")
         xp = backend.xp_for(self.device)
-        mask = xp.concatenate([backend.to_device(text.mask, self.device),
-                               xp.ones(low.shape[:2], dtype=bool)], axis=1)
-        return TextContext(F.concatenate([text.embeddings, low], axis=1), mask)
+        mask = xp.concatenate([xp.ones(low.shape[:2], dtype=bool),
+                               backend.to_device(text.mask, self.device)], axis=1)
+        return TextContext(F.concatenate([low, text.embeddings], axis=1), mask)
+
+    def embed_inputs(self, tokens, context: TextContext) -> Tensor:
+        """Token embedding + position, plus (with ``low_skip``) the encoded low-resolution
+        token under each position, upsampled by repetition and mapped by ``W_skip``."""
+        x = super().embed_inputs(tokens, context)
+        c = self.config
+        if not c.low_skip:
+            return x
+        batch, low_side, d = x.shape[0], c.low_grid_size, c.d_model
+        low = context.embeddings[:, :c.num_low_tokens]           # the start of the context
+        low = low.reshape(batch, low_side, low_side, d).permute(0, 3, 1, 2)
+        low = F.upsample_nearest2d(low, c.grid_size // low_side)  # (B, d, H, W)
+        return x + self.low_skip(low.permute(0, 2, 3, 1).reshape(batch, c.num_tokens, d))
 
     # ----------------------------------------------------------- training
     def corrupt_low_tokens(self, low_tokens, generator: backend.Generator):

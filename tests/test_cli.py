@@ -68,6 +68,20 @@ def test_train_all_records_every_stage_and_assembles_a_pipeline(run_dir):
     assert manifest["dtype"] == "float16"
 
 
+def test_the_pipeline_decodes_with_the_fine_tuned_decoders_and_the_cached_tokens(run_dir):
+    from tinymuse import Pipeline
+    from tinymuse.vq import VQTokenizer, load_image_tokens
+
+    pipeline = Pipeline.load(run_dir / "pipeline")
+    for stage, vq in (("base", pipeline.base_vq), ("superres", pipeline.superres_vq)):
+        original = VQTokenizer.load(run_dir / f"vq-{stage}" / "tokenizer.safetensors")
+        finetuned = VQTokenizer.load(run_dir / "decoders" / stage / "tokenizer.safetensors")
+        grids = load_image_tokens(run_dir / "tokens" / f"{stage}.safetensors").tokens[:4]
+        assert not np.array_equal(finetuned.decode(grids).numpy(), original.decode(grids).numpy())
+        np.testing.assert_allclose(vq.decode(grids).numpy(), finetuned.decode(grids).numpy(),
+                                   atol=2e-2)  # stored as float16
+
+
 def test_train_refuses_to_overwrite_and_resume_skips_finished_stages(run_dir, capsys):
     assert run("train", "--stage", "base", "--preset", "tiny", "--out", run_dir) == 2
     assert "--resume" in error_line(capsys)

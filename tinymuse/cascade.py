@@ -10,6 +10,7 @@ stage              what it learns                                          writt
 ``vq-base``        a VQ tokenizer, 32×32 images ⇄ 8×8 tokens               ``vq-base/``
 ``vq-superres``    a VQ tokenizer, 64×64 images ⇄ 16×16 tokens             ``vq-superres/``
 ``tokens``         every training image pre-encoded at both resolutions    ``tokens/``
+``decoders``       both VQ decoders sharpened, tokens unchanged            ``decoders/``
 ``base``           the base transformer: caption → 8×8 tokens              ``base/``
 ``superres``       the super-resolution transformer: + 8×8 → 16×16         ``superres/``
 ``pipeline``       all of the above, assembled for sampling (float16)      ``pipeline/``
@@ -18,7 +19,8 @@ stage              what it learns                                          writt
 :func:`train_cascade` runs them in this order (``tinymuse train --stage all``) or one at a
 time. Each stage only calls the stage's own training function (``Tokenizer.train``,
 :func:`tinymuse.text.pretrain.pretrain_text_encoder`, :func:`tinymuse.vq.train_tokenizer`,
-:func:`tinymuse.vq.pre_encode`, :func:`tinymuse.train.train_stage`); this module only decides
+:func:`tinymuse.vq.pre_encode`, :func:`tinymuse.vq.finetune_decoder`,
+:func:`tinymuse.train.train_stage`); this module only decides
 sizes, paths and order.
 
 Resuming. ``cascade.json`` in the folder records the preset, the data and each finished stage
@@ -44,8 +46,8 @@ from . import backend
 __all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade",
            "stage_paths", "load_record"]
 
-STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "base", "superres",
-          "pipeline")
+STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders", "base",
+          "superres", "pipeline")
 RECORD = "cascade.json"
 
 
@@ -73,6 +75,8 @@ class CascadePreset:
     vq_superres_batch: int = 8
     # token caches: how many shapes-world scenes are pre-encoded
     images: int = 10000
+    # steps of decoder-only fine-tuning per VQ tokenizer once the tokens are fixed (0: none)
+    decoder_steps: int = 0
     # the transformers (config changes; TrainConfig steps, batch size, learning rate)
     base: dict = field(default_factory=dict)
     base_steps: int = 2000
@@ -97,7 +101,7 @@ PRESETS = {
         vq_superres=dict(channels=8, channel_mult=(1, 2, 2), codebook_size=16, code_dim=8,
                          norm_groups=4),
         vq_superres_steps=2, vq_superres_batch=2,
-        images=16,
+        images=16, decoder_steps=2,
         base=dict(d_model=16, num_layers=1, num_heads=2), base_steps=3, base_batch=4,
         superres=dict(d_model=16, num_layers=1, num_heads=2), superres_steps=3,
         superres_batch=4, sample_every=10 ** 9, checkpoint_every=2),
@@ -109,14 +113,16 @@ PRESETS = {
         base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=800, base_batch=32,
         superres=dict(d_model=96, num_layers=2, num_heads=4, low_num_layers=1),
         superres_steps=600, superres_batch=16, sample_every=400),
-    # For the bundled weights. On two busy CPU cores, run as two lanes of side-by-side stages,
-    # it took 73 minutes (README, "Measured") and was still far from trained.
+    # For the bundled weights. Small codebooks on purpose: with 512 codes a flat background
+    # patch was split over ~100 near-identical codes, and the transformers spent their steps
+    # learning that noise instead of shapes (README, "Measured", has the numbers).
     "default": CascadePreset(
-        name="default", text_steps=800, vq_base=dict(codebook_size=256), vq_base_steps=600,
-        vq_superres=dict(codebook_size=256), vq_superres_steps=600, images=10000,
-        base=dict(d_model=192, num_layers=4, num_heads=4), base_steps=2000, base_batch=32,
-        superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1),
-        superres_steps=2000, superres_batch=16),
+        name="default", text_steps=800, vq_base=dict(codebook_size=64), vq_base_steps=1200,
+        vq_superres=dict(codebook_size=64), vq_superres_steps=1200, images=20000,
+        decoder_steps=1500,
+        base=dict(d_model=128, num_layers=4, num_heads=4), base_steps=12000, base_batch=32,
+        superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True),
+        superres_steps=4000, superres_batch=16, sample_every=2000),
 }
 
 
@@ -130,6 +136,8 @@ def stage_paths(out_dir) -> dict:
         "vq-superres": out / "vq-superres" / "tokenizer.safetensors",
         "tokens-base": out / "tokens" / "base.safetensors",
         "tokens-superres": out / "tokens" / "superres.safetensors",
+        "decoder-base": out / "decoders" / "base" / "tokenizer.safetensors",
+        "decoder-superres": out / "decoders" / "superres" / "tokenizer.safetensors",
         "base": out / "base" / "model.safetensors",
         "superres": out / "superres" / "model.safetensors",
         "pipeline": out / "pipeline",
@@ -235,6 +243,31 @@ def _pre_encode(out, preset, data, device, progress):
                    paths[f"tokens-{stage}"], count=count, progress=progress)
 
 
+def _finetune_decoders(out, preset, data, device, progress):
+    from .vq import VQTokenizer, VQTrainConfig, finetune_decoder
+
+    paths = stage_paths(out)
+    _need(paths, "vq-base", "vq-superres", "tokens-base", "tokens-superres")
+    if preset.decoder_steps == 0:
+        return
+    for stage in ("base", "superres"):
+        vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
+        train = VQTrainConfig(steps=preset.decoder_steps, lr=5e-4, warmup_steps=50,
+                              batch_size=preset.vq_base_batch if stage == "base"
+                              else preset.vq_superres_batch,
+                              checkpoint_every=max(1, min(500, preset.decoder_steps)))
+        dataset = None if data == "shapes" else _dataset(data, vq.config.image_size)
+        finetune_decoder(vq, train, dataset, paths[f"decoder-{stage}"].parent, progress=progress)
+
+
+def _final_vq(paths: dict, stage: str):
+    """The tokenizer a pipeline decodes with: the fine-tuned decoder if there is one."""
+    from .vq import VQTokenizer
+
+    finetuned = paths[f"decoder-{stage}"]
+    return VQTokenizer.load(finetuned if finetuned.exists() else paths[f"vq-{stage}"])
+
+
 def _train_config(preset, stage: str, progress: bool):
     from .train import TrainConfig
 
@@ -321,7 +354,6 @@ def _assemble(out, preset, data, device, progress):
     from .models.superres import SuperResTransformer
     from .pipeline import Pipeline
     from .text.tokenizer import Tokenizer
-    from .vq import VQTokenizer
 
     paths = stage_paths(out)
     _need(paths, "tokenizer", "vq-base", "vq-superres", "base", "superres")
@@ -329,9 +361,8 @@ def _assemble(out, preset, data, device, progress):
     base = BaseTransformer.load(paths["base"], tokenizer=tokenizer)
     superres = SuperResTransformer.load(paths["superres"], tokenizer=tokenizer)
     superres.text_encoder = base.text_encoder  # both were trained on the same frozen copy
-    pipeline = Pipeline.from_components(tokenizer=tokenizer,
-                                        base_vq=VQTokenizer.load(paths["vq-base"]), base=base,
-                                        superres_vq=VQTokenizer.load(paths["vq-superres"]),
+    pipeline = Pipeline.from_components(tokenizer=tokenizer, base_vq=_final_vq(paths, "base"),
+                                        base=base, superres_vq=_final_vq(paths, "superres"),
                                         superres=superres)
     pipeline.save(paths["pipeline"], dtype="float16")
 
@@ -342,6 +373,7 @@ _RUNNERS = {
     "vq-base": _train_vq("base"),
     "vq-superres": _train_vq("superres"),
     "tokens": _pre_encode,
+    "decoders": _finetune_decoders,
     "base": _train_base,
     "superres": _train_superres,
     "pipeline": _assemble,

@@ -59,7 +59,7 @@ def finetune_decoder(tokenizer: VQTokenizer, train: VQTrainConfig | None = None,
     if dataset is None:
         dataset = ShapesDataset(resolution=config.image_size, seed=2, split="train")
     size = _dataset_size(dataset)
-    samples = load_images(dataset, range(16))
+    samples = load_images(dataset, range(min(16, size or 16)))
 
     tokenizer.eval()                 # the encoder and the codebook never change
     tokenizer.decoder.train()

@@ -16,6 +16,7 @@ from tinymuse.text.tokenizer import Tokenizer
 
 PROMPTS = ["a red circle", "two blue squares"]
 FAST = dict(base_steps=3, sr_steps=2)
+SAMPLED = dict(FAST, temperature=1.0)  # both stages sample (by default SR is greedy)
 
 
 @pytest.fixture(scope="module")
@@ -49,9 +50,9 @@ def test_generate_gives_images_and_both_token_grids(pipeline):
 
 
 def test_the_same_seed_gives_the_same_images_and_another_seed_others(pipeline):
-    first = pipeline.generate(PROMPTS, seed=7, return_tokens=True, **FAST)
-    again = pipeline.generate(PROMPTS, seed=7, return_tokens=True, **FAST)
-    other = pipeline.generate(PROMPTS, seed=8, return_tokens=True, **FAST)
+    first = pipeline.generate(PROMPTS, seed=7, return_tokens=True, **SAMPLED)
+    again = pipeline.generate(PROMPTS, seed=7, return_tokens=True, **SAMPLED)
+    other = pipeline.generate(PROMPTS, seed=8, return_tokens=True, **SAMPLED)
     np.testing.assert_array_equal(first.images, again.images)
     np.testing.assert_array_equal(first.superres_tokens, again.superres_tokens)
     assert (first.base_tokens != other.base_tokens).any()
@@ -60,10 +61,10 @@ def test_the_same_seed_gives_the_same_images_and_another_seed_others(pipeline):
 
 def test_seed_none_draws_from_the_default_generator(pipeline):
     tinymuse.manual_seed(3)
-    a = pipeline.generate(PROMPTS, seed=None, **FAST)
-    b = pipeline.generate(PROMPTS, seed=None, **FAST)
+    a = pipeline.generate(PROMPTS, seed=None, **SAMPLED)
+    b = pipeline.generate(PROMPTS, seed=None, **SAMPLED)
     tinymuse.manual_seed(3)
-    np.testing.assert_array_equal(pipeline.generate(PROMPTS, seed=None, **FAST), a)
+    np.testing.assert_array_equal(pipeline.generate(PROMPTS, seed=None, **SAMPLED), a)
     assert (a != b).any(), "two draws in a row differ"
 
 
@@ -114,12 +115,17 @@ def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
     calls.clear()
     pipeline.generate(PROMPTS, guidance_scale=0.0, seed=0, **FAST)
     assert all(c["uncond_condition"] is None for c in calls), "no guidance, no second branch"
+    assert [c["temperature"] for c in calls] == [1.0, 0.0], \
+        "by default the base stage samples and the super-resolution stage takes the likeliest"
+    calls.clear()
+    pipeline.generate(PROMPTS, temperature=0.7, seed=0, **FAST)
+    assert [c["temperature"] for c in calls] == [0.7, 0.7], "one value is for both stages"
 
 
 def test_a_negative_prompt_changes_the_images(pipeline):
-    plain = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0, **FAST)
+    plain = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0, **SAMPLED)
     negative = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0,
-                                 negative_prompt=["a green circle", "a red square"], **FAST)
+                                 negative_prompt=["a green circle", "a red square"], **SAMPLED)
     assert (plain != negative).any()
 
 

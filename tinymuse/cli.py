@@ -136,7 +136,8 @@ def _pair(text: str, count: int, what: str) -> tuple:
 
 def _sampling_options(args) -> dict:
     options = dict(base_steps=args.steps, sr_steps=args.sr_steps, guidance_scale=args.guidance,
-                   temperature=args.temperature, seed=args.seed, output="uint8")
+                   temperature=(args.temperature, args.sr_temperature), seed=args.seed,
+                   output="uint8")
     if getattr(args, "negative", None):
         options["negative_prompt"] = args.negative
     return options
@@ -327,7 +328,10 @@ def _add_sampling_options(parser, steps: int = 12, guidance: float = 3.0) -> Non
     parser.add_argument("--guidance", type=float, default=guidance,
                         help=f"classifier-free guidance scale, 0 = none (default {guidance})")
     parser.add_argument("--temperature", type=float, default=1.0,
-                        help="sampling temperature (default 1.0)")
+                        help="sampling temperature of the base stage (default 1.0)")
+    parser.add_argument("--sr-temperature", type=float, default=0.0,
+                        help="sampling temperature of the super-resolution stage (default 0: "
+                             "the most likely token, which keeps shapes clean)")
 
 
 def _add_edit_input(parser) -> None:

@@ -63,6 +63,14 @@ FILES = {"text_encoder": "text_encoder.safetensors", "base_vq": "base_vq.safeten
 OUTPUTS = ("float", "uint8", "pil")
 DTYPES = ("float32", "float16")
 
+# Default sampling temperatures of (base, super-resolution). The base stage decides the
+# picture and must sample (temperature 0 would draw the same picture for every seed). The
+# super-resolution stage only adds detail to a decided picture: sampling its tokens at
+# temperature 1 scattered stray specks and frayed the shapes, while the most likely token
+# kept them (on true 8×8 tokens of unseen scenes, shape accuracy 0.49 → 0.72, glyphs
+# 0.04 → 0.43; README, "Measured").
+TEMPERATURES = (1.0, 0.0)
+
 
 class PipelineOutput(NamedTuple):
     """What the pipeline returns with ``return_tokens=True``: the images and the token grids
@@ -251,14 +259,16 @@ class Pipeline:
 
     # -------------------------------------------------------- generation
     def generate(self, prompts, *, base_steps: int = 12, sr_steps: int = 8,
-                 guidance_scale=3.0, temperature=1.0, top_k=None, negative_prompt=None,
+                 guidance_scale=3.0, temperature=None, top_k=None, negative_prompt=None,
                  seed: int | None = None, output: str = "float",
                  return_tokens: bool = False):
         """Draw one image per prompt.
 
         ``prompts``: a string or a list of strings. ``base_steps``/``sr_steps``: decoding
         steps of each stage (Muse: 24 and 8). ``guidance_scale``, ``temperature`` and
-        ``top_k``: one value for both stages or a pair ``(base, super-resolution)``;
+        ``top_k``: one value for both stages or a pair ``(base, super-resolution)``
+        (``temperature=None``: :data:`TEMPERATURES`, the base stage samples, the
+        super-resolution stage takes the most likely token);
         guidance contrasts each prompt with the empty prompt, or with ``negative_prompt``
         (a string for all, or one per prompt). ``seed``: the same seed gives the same images
         (``None``: draw from ``tinymuse.manual_seed``'s generator). Returns the images
@@ -422,7 +432,10 @@ class Pipeline:
 
     def _settings(self, base_steps, sr_steps, guidance_scale, temperature, top_k,
                   negative_prompt, batch, output) -> dict:
-        """Check the options shared by generation and editing; split them by stage."""
+        """Check the options shared by generation and editing; split them by stage
+        (``temperature=None``: :data:`TEMPERATURES`)."""
+        if temperature is None:
+            temperature = TEMPERATURES
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         guidance, temperatures, top_ks = (per_stage(guidance_scale, "guidance_scale"),

@@ -284,7 +284,7 @@ def test_debug_shows_the_traceback(run_dir):
         run("--debug", "generate", "a red dog", "--pipeline", run_dir)
 
 
-def test_bundled_weights_load_or_say_how_to_make_them(capsys):
+def test_bundled_weights_load_and_draw_the_demo_or_say_how_to_make_them(capsys, tmp_path):
     if (cli.ASSETS / "pipeline.json").is_file():
         from tinymuse.pipeline import Pipeline
 
@@ -294,6 +294,9 @@ def test_bundled_weights_load_or_say_how_to_make_them(capsys):
         assert pipeline.image_size == SIZE
         for prompt in cli.DEMO_PROMPTS:
             pipeline.tokenizer.check_words(prompt)
+        out = tmp_path / "demo.png"
+        assert cli.main(["demo", "--out", str(out)]) == 0
+        assert png(out).shape == (grid_side(4, scale=2), grid_side(4, scale=2), 3)
     else:
         assert cli.main(["demo"]) == 2
         assert cli.TRAIN_COMMAND in error_line(capsys)

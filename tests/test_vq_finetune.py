@@ -1,6 +1,7 @@
 """Fine-tuning the decoder: tokens never change, reconstructions improve, runs resume exactly."""
 import numpy as np
 import pytest
+from interrupting import Interrupted, InterruptingDataset
 
 from tinymuse.data import ShapesDataset
 from tinymuse.vq import VQConfig, VQTokenizer, VQTrainConfig, train_tokenizer
@@ -46,35 +47,15 @@ def test_tokens_and_codebook_stay_and_reconstructions_improve(trained, tmp_path)
         VQTokenizer.load(tmp_path / "tokenizer.safetensors").decode(tokens_before).numpy(),
         after.decode(tokens_before).numpy())
 
-
-class Interrupted(Exception):
-    pass
-
-
-class InterruptingDataset:
-    """DATA, but reading past ``limit`` examples raises (a run killed mid-way)."""
-
-    def __init__(self, limit):
-        self.limit, self.reads = limit, 0
-
-    def __len__(self):
-        return len(DATA)
-
-    def __getitem__(self, index):
-        self.reads += 1
-        if self.reads > self.limit:
-            raise Interrupted
-        return DATA[index]
-
-
 def test_an_interrupted_finetune_resumes_exactly(trained, tmp_path):
     straight = finetune_decoder(VQTokenizer.load(trained), FINETUNE, DATA, tmp_path / "a",
                                 progress=False)
     with pytest.raises(Interrupted):  # 16 sample images, then killed during step 13
-        finetune_decoder(VQTokenizer.load(trained), FINETUNE, InterruptingDataset(16 + 12 * 8 + 1),
-                         tmp_path / "b", progress=False)
+        finetune_decoder(VQTokenizer.load(trained), FINETUNE,
+                         InterruptingDataset(DATA, limit=16 + 12 * 8 + 1), tmp_path / "b",
+                         progress=False)
     assert not (tmp_path / "b" / "tokenizer.safetensors").exists()
-    counting = InterruptingDataset(limit=10 ** 9)
+    counting = InterruptingDataset(DATA, limit=10 ** 9)
     resumed = finetune_decoder(VQTokenizer.load(trained), FINETUNE, counting, tmp_path / "b",
                                progress=False)
     assert counting.reads == 16 + (40 - 10) * 8  # it went on from the step-10 checkpoint

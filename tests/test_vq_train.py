@@ -3,6 +3,7 @@ import json
 
 import numpy as np
 import pytest
+from interrupting import Interrupted, InterruptingDataset
 
 import tinymuse.functional as F
 from tinymuse import checkpoint
@@ -18,27 +19,6 @@ TRAIN = VQTrainConfig(batch_size=4, lr=3e-3, warmup_steps=1, log_every=1, sample
 DATA = ShapesDataset(8, seed=0, length=64)
 SAMPLES = load_examples(ShapesDataset(8, seed=1), range(4))[0]
 
-
-class Interrupted(Exception):
-    pass
-
-
-class InterruptingDataset:
-    """DATA, but reading past ``limit`` examples raises (a run killed mid-way)."""
-
-    def __init__(self, limit):
-        self.limit, self.reads = limit, 0
-
-    def __len__(self):
-        return len(DATA)
-
-    def __getitem__(self, index):
-        self.reads += 1
-        if self.reads > self.limit:
-            raise Interrupted
-        return DATA[index]
-
-
 def run(out_dir, dataset=DATA, steps=4, **kwargs):
     return train_tokenizer(CONFIG, TRAIN, dataset, out_dir, steps=steps, progress=False,
                            sample_images=SAMPLES, **kwargs)
@@ -47,7 +27,7 @@ def run(out_dir, dataset=DATA, steps=4, **kwargs):
 def test_resuming_from_a_checkpoint_continues_exactly(tmp_path):
     straight = run(tmp_path / "straight")
     with pytest.raises(Interrupted):          # killed during step 3, after the step-2 checkpoint
-        run(tmp_path / "resumed", dataset=InterruptingDataset(limit=2 * 4 + 1))
+        run(tmp_path / "resumed", dataset=InterruptingDataset(DATA, limit=2 * 4 + 1))
     assert not (tmp_path / "resumed" / "tokenizer.safetensors").exists()
     resumed = run(tmp_path / "resumed")
     for name, value in straight.state_dict().items():

@@ -121,7 +121,8 @@ PRESETS = {
         vq_superres=dict(codebook_size=64), vq_superres_steps=1200, images=20000,
         decoder_steps=1500,
         base=dict(d_model=128, num_layers=4, num_heads=4), base_steps=12000, base_batch=32,
-        superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True),
+        superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True,
+                      low_token_noise=0.1),
         superres_steps=4000, superres_batch=16, sample_every=2000),
 }
 

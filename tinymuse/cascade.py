@@ -245,7 +245,8 @@ def _pre_encode(out, preset, data, device, progress):
 
 
 def _finetune_decoders(out, preset, data, device, progress):
-    from .vq import VQTokenizer, VQTrainConfig, finetune_decoder
+    from .vq import VQTokenizer, finetune_decoder
+    from .vq.finetune import finetune_config
 
     paths = stage_paths(out)
     _need(paths, "vq-base", "vq-superres", "tokens-base", "tokens-superres")
@@ -253,10 +254,8 @@ def _finetune_decoders(out, preset, data, device, progress):
         return
     for stage in ("base", "superres"):
         vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
-        train = VQTrainConfig(steps=preset.decoder_steps, lr=5e-4, warmup_steps=50,
-                              batch_size=preset.vq_base_batch if stage == "base"
-                              else preset.vq_superres_batch,
-                              checkpoint_every=max(1, min(500, preset.decoder_steps)))
+        train = finetune_config(preset.decoder_steps, getattr(preset, f"vq_{stage}_batch"),
+                                checkpoint_every=max(1, min(500, preset.decoder_steps)))
         dataset = None if data == "shapes" else _dataset(data, vq.config.image_size)
         finetune_decoder(vq, train, dataset, paths[f"decoder-{stage}"].parent, progress=progress)
 

@@ -39,7 +39,16 @@ from .tokenizer import VQTokenizer
 from .train import CHECKPOINT, TOKENIZER, _dataset_size, batch_indices, load_images, \
     reconstruction_loss, save_reconstructions
 
-__all__ = ["finetune_decoder"]
+__all__ = ["finetune_decoder", "finetune_config", "FINETUNE_LR"]
+
+FINETUNE_LR = 5e-4  # a quarter of training from scratch: the decoder only needs polishing
+
+
+def finetune_config(steps: int = VQTrainConfig.steps, batch_size: int = VQTrainConfig.batch_size,
+                    lr: float = FINETUNE_LR, **changes) -> VQTrainConfig:
+    """The training settings of decoder fine-tuning: :data:`FINETUNE_LR` and a 50-step
+    warm-up; ``changes`` are other :class:`VQTrainConfig` fields."""
+    return VQTrainConfig(steps=steps, batch_size=batch_size, lr=lr, warmup_steps=50, **changes)
 
 
 def finetune_decoder(tokenizer: VQTokenizer, train: VQTrainConfig | None = None, dataset=None,
@@ -52,7 +61,7 @@ def finetune_decoder(tokenizer: VQTokenizer, train: VQTrainConfig | None = None,
     seed the tokenizer's own training did not use, so the decoder sees new scenes).
     Raises ``FloatingPointError`` on a NaN/inf loss before the step is taken.
     """
-    train = train if train is not None else VQTrainConfig(lr=5e-4, warmup_steps=50)
+    train = train if train is not None else finetune_config()
     config = tokenizer.config
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -124,12 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="run folder for the fine-tuned tokenizer")
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--batch-size", type=int, default=None)
-    parser.add_argument("--lr", type=float, default=5e-4)
+    parser.add_argument("--lr", type=float, default=FINETUNE_LR)
     parser.add_argument("--device", default=None, help="cpu or cuda")
     args = parser.parse_args(argv)
     tokenizer = VQTokenizer.load(args.tokenizer, device=args.device or backend.get_default_device())
-    train = VQTrainConfig(steps=args.steps, lr=args.lr, warmup_steps=50,
-                          batch_size=args.batch_size or 2048 // tokenizer.config.token_size ** 2)
+    train = finetune_config(args.steps, args.batch_size or 2048 // tokenizer.config.token_size ** 2,
+                            args.lr)
     finetune_decoder(tokenizer, train, out_dir=args.out)
     print(f"saved {Path(args.out) / TOKENIZER}")
     return 0

@@ -129,6 +129,85 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch, ca
     assert "base" in record["stages"] and "base" not in record["partial_seconds"]
 
 
+def test_more_steps_continue_a_stage_from_its_weights_and_reassemble(run_dir, tmp_path):
+    import shutil
+
+    from tinymuse import checkpoint
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    weights = out / "base" / "model.safetensors"
+    before = checkpoint.load(weights).tensors
+    pipeline_before = checkpoint.load(out / "pipeline" / "base.safetensors").tensors
+    superres_before = (out / "superres" / "model.safetensors").read_bytes()
+    for round_ in (1, 2):
+        assert run("train", "--stage", "base", "--out", out, "--more-steps", 3, "--lr", 1e-3,
+                   "--quiet") == 0
+        entry = load_record(out)["stages"]["base"]
+        assert [m["steps"] for m in entry["more"]] == [3] * round_
+        assert entry["more"][-1]["lr"] == 1e-3
+        continued = out / "base" / f"more-{round_}" / "model.safetensors"
+        assert weights.read_bytes() == continued.read_bytes()
+    after = checkpoint.load(weights).tensors
+    # from the old weights: six AdamW steps of lr 1e-3 move each weight by ~0.006 at most,
+    # while a fresh initialisation (std 0.02) would differ by far more
+    assert after.keys() == before.keys()
+    moved = [k for k in after if not np.array_equal(after[k], before[k])]
+    assert moved and all(np.abs(after[k] - before[k]).max() < 0.02 for k in after)
+    # the pipeline was assembled again with them; the other stage was left alone
+    pipeline_after = checkpoint.load(out / "pipeline" / "base.safetensors").tensors
+    assert any(not np.array_equal(pipeline_after[k], pipeline_before[k]) for k in pipeline_after)
+    assert (out / "superres" / "model.safetensors").read_bytes() == superres_before
+    assert load_record(out)["stages"].keys() == load_record(run_dir)["stages"].keys()
+    # the super-resolution stage continues the same way
+    assert run("train", "--stage", "superres", "--out", out, "--more-steps", 2, "--quiet") == 0
+    assert ((out / "superres" / "model.safetensors").read_bytes()
+            == (out / "superres" / "more-1" / "model.safetensors").read_bytes() != superres_before)
+
+
+def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
+        run_dir, tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from tinymuse import train as train_module
+    from tinymuse.cascade import train_more
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    weights = (out / "base" / "model.safetensors").read_bytes()
+    real = train_module.train_stage
+
+    def interrupted(*args, **kwargs):  # stop after the checkpoint at step 2 of 3
+        real(*args, **{**kwargs, "stop_at": 2})
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(train_module, "train_stage", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train_more(out, "base", 3, progress=False, log=lambda *_: None)
+    record = load_record(out)
+    assert "more" not in record["stages"]["base"] and "base/more-1" in record["partial_seconds"]
+    assert (out / "base" / "model.safetensors").read_bytes() == weights
+    monkeypatch.setattr(train_module, "train_stage", real)
+    capsys.readouterr()
+    train_more(out, "base", 3, progress=False)
+    assert "steps 2-3 of 3 more" in capsys.readouterr().out  # continued, not started again
+    record = load_record(out)
+    assert len(record["stages"]["base"]["more"]) == 1
+    assert "base/more-1" not in record["partial_seconds"]
+    assert (out / "base" / "model.safetensors").read_bytes() != weights
+
+
+def test_more_steps_needs_a_finished_transformer_stage(run_dir, tmp_path, capsys):
+    assert run("train", "--stage", "all", "--out", run_dir, "--more-steps", 3) == 2
+    assert "--stage base or --stage superres" in error_line(capsys)
+    assert run("train", "--stage", "base", "--out", run_dir, "--lr", 1e-3) == 2
+    assert "go with --more-steps" in error_line(capsys)
+    assert run("train", "--stage", "superres", "--out", run_dir, "--more-steps", 0) == 2
+    assert ">= 1" in error_line(capsys)
+    assert run("train", "--stage", "base", "--out", tmp_path / "empty", "--more-steps", 3) == 2
+    assert "train it first" in error_line(capsys)
+
+
 def test_train_from_an_image_caption_folder(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()

@@ -29,6 +29,12 @@ skipped, while an interrupted VQ or transformer stage continues exactly from its
 (their loops resume by themselves). Without ``resume`` a folder that already holds a run is
 refused, so nothing is overwritten by accident.
 
+Training further. A transformer stage's learning rate follows a schedule to its last step, so
+"more of the same" is not a resume: :func:`train_more` (``tinymuse train --stage base
+--more-steps N``) starts a new schedule from the stage's weights, in ``<stage>/more-1``,
+``more-2``, …, then puts the new weights in place, records the round in ``cascade.json`` and
+assembles the pipeline again.
+
 Presets. ``tiny`` trains in seconds and exists for tests (its images are noise); ``small`` is a
 shorter run of smaller models; ``default`` is the run meant for the weights bundled in
 ``tinymuse/assets`` (the README records what one run of it reached, and how long it took).
@@ -37,13 +43,14 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import backend
 
-__all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade",
+__all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade", "train_more",
            "stage_paths", "load_record"]
 
 STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders", "base",
@@ -291,11 +298,13 @@ def _monitor(sampler):
     return SampleMonitor([p for kind in PROMPT_KINDS for p in fixed[kind]], sampler)
 
 
-def _train_base(out, preset, data, device, progress):
+def _base_setup(out, preset, data, device):
+    """The base transformer of this run (freshly initialised), its token cache and its
+    sample monitor (or None)."""
     from .models.base import BaseTransformer, BaseTransformerConfig
     from .text.encoder import TextEncoder
     from .text.tokenizer import Tokenizer
-    from .train import base_sampler, train_stage
+    from .train import base_sampler
     from .vq import VQTokenizer, load_image_tokens
 
     paths = stage_paths(out)
@@ -310,17 +319,14 @@ def _train_base(out, preset, data, device, progress):
     model = BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
                             generator=backend.Generator(0)).to(device)
     monitor = _monitor(base_sampler(vq)) if _wants_monitor(data, preset, "base") else None
-    result = train_stage(model, load_image_tokens(paths["tokens-base"]),
-                         _train_config(preset, "base", progress), paths["base"].parent,
-                         monitor=monitor, resume=True)
-    if progress:
-        print(f"base transformer: steps {result.start_step}-{result.step} in "
-              f"{result.seconds / 60:.1f} min", flush=True)
+    return model, load_image_tokens(paths["tokens-base"]), monitor
 
 
-def _train_superres(out, preset, data, device, progress):
+def _superres_setup(out, preset, data, device):
+    """The super-resolution transformer of this run (freshly initialised), its paired token
+    cache and its sample monitor (or None)."""
     from .models.superres import (SuperResTransformer, SuperResTransformerConfig,
-                                  superres_monitor, superres_tokens, train_superres)
+                                  superres_monitor, superres_tokens)
     from .text.encoder import TextEncoder
     from .text.tokenizer import Tokenizer
     from .vq import VQTokenizer, load_image_tokens
@@ -342,11 +348,24 @@ def _train_superres(out, preset, data, device, progress):
     model = SuperResTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
                                 generator=backend.Generator(0)).to(device)
     monitor = superres_monitor(cache, vq) if _wants_monitor(data, preset, "superres") else None
-    result = train_superres(model, cache, _train_config(preset, "superres", progress),
-                            paths["superres"].parent, monitor=monitor, resume=True)
-    if progress:
-        print(f"super-resolution transformer: steps {result.start_step}-{result.step} in "
-              f"{result.seconds / 60:.1f} min", flush=True)
+    return model, cache, monitor
+
+
+_SETUPS = {"base": _base_setup, "superres": _superres_setup}
+_TITLES = {"base": "base transformer", "superres": "super-resolution transformer"}
+
+
+def _train_transformer(stage: str):
+    def run(out, preset, data, device, progress):
+        from .train import train_stage
+
+        model, cache, monitor = _SETUPS[stage](out, preset, data, device)
+        result = train_stage(model, cache, _train_config(preset, stage, progress),
+                             stage_paths(out)[stage].parent, monitor=monitor, resume=True)
+        if progress:
+            print(f"{_TITLES[stage]}: steps {result.start_step}-{result.step} in "
+                  f"{result.seconds / 60:.1f} min", flush=True)
+    return run
 
 
 def _assemble(out, preset, data, device, progress):
@@ -374,8 +393,8 @@ _RUNNERS = {
     "vq-superres": _train_vq("superres"),
     "tokens": _pre_encode,
     "decoders": _finetune_decoders,
-    "base": _train_base,
-    "superres": _train_superres,
+    "base": _train_transformer("base"),
+    "superres": _train_transformer("superres"),
     "pipeline": _assemble,
 }
 
@@ -452,6 +471,103 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
         if finished:
             log(f"[{name}] done in {seconds:.0f} s")
     return record
+
+
+MORE_STAGES = ("base", "superres")
+
+
+def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
+               warmup_steps: int | None = None, ema: float | None = None,
+               device: str = "cpu", progress: bool = True, log=print) -> dict:
+    """Train the finished ``stage`` (``"base"`` or ``"superres"``) of the run in ``out_dir``
+    for ``steps`` more steps, from its current weights, with a fresh warm-up + cosine
+    schedule peaking at ``lr`` (default: the preset's). Returns the run record.
+
+    A transformer stage is trained for a fixed number of steps because its learning rate
+    follows a schedule to that step. When the samples show it stopped too early, this
+    continues it: the weights are kept, the optimizer starts afresh. Each continuation
+    trains in its own folder, ``<stage>/more-1``, ``more-2``, … (resumable like any stage:
+    run the same command again), then replaces ``<stage>/model.safetensors`` and adds an
+    entry to the stage's ``"more"`` list in ``cascade.json``. If the run had assembled its
+    pipeline, it is assembled again with the new weights.
+    """
+    from .train import train_stage
+
+    if stage not in MORE_STAGES:
+        raise CascadeError(f"only the transformer stages ({', '.join(MORE_STAGES)}) can be "
+                           f"trained for more steps, not {stage!r}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise CascadeError(f"the number of extra steps must be a whole number >= 1, got "
+                           f"{steps!r}")
+    out = Path(out_dir)
+    record = load_record(out)
+    if record is None or stage not in record["stages"]:
+        raise CascadeError(f"{out} has no finished {stage!r} stage to continue; train it first "
+                           f"(`tinymuse train --stage {stage} --out {out}`)")
+    preset = CascadePreset(**{**record["preset"], **_tuples(record["preset"])})
+    data = record["data"]
+    rounds = record["stages"][stage].get("more", [])
+    folder = stage_paths(out)[stage].parent / f"more-{len(rounds) + 1}"
+    config = dataclasses.replace(
+        _train_config(preset, stage, progress), steps=steps,
+        lr=preset.lr if lr is None else lr,
+        warmup_steps=min(200, steps // 10) if warmup_steps is None else warmup_steps,
+        ema_decay=preset.ema if ema is None else ema)
+    log(f"[{stage}] {steps} more steps from its weights (lr {config.lr:g}) in {folder}")
+    started = time.perf_counter()
+    model, cache, monitor = _SETUPS[stage](out, preset, data, device)
+    _load_weights(model, stage_paths(out)[stage])
+    partial_key = f"{stage}/{folder.name}"
+    try:
+        result = train_stage(model, cache, config, folder, monitor=monitor, resume=True)
+    except BaseException:  # an interrupted round keeps its time for the command resuming it
+        _add_partial(out, partial_key, time.perf_counter() - started)
+        raise
+    weights = stage_paths(out)[stage]
+    temporary = weights.with_name(f".{weights.name}.tmp")
+    shutil.copyfile(folder / weights.name, temporary)
+    temporary.replace(weights)  # atomic: the stage's weights are old or new, never half
+    record = load_record(out)
+    seconds = record.get("partial_seconds", {}).pop(partial_key, 0.0) + (
+        time.perf_counter() - started)
+    entry = record["stages"][stage]
+    entry.setdefault("more", []).append(
+        {"steps": steps, "lr": config.lr, "warmup_steps": config.warmup_steps,
+         "ema": config.ema_decay, "seconds": round(seconds, 1),
+         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    entry["seconds"] = round(entry["seconds"] + seconds, 1)
+    record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+    _save_record(out, record)
+    log(f"[{stage}] steps {result.start_step}-{result.step} of {steps} more in "
+        f"{seconds / 60:.1f} min; weights in {weights}")
+    if "pipeline" in record["stages"]:
+        log("[pipeline] assembling again with the new weights")
+        _assemble(out, preset, data, device, progress)
+    return record
+
+
+def _tuples(values: dict) -> dict:
+    """JSON turned the preset's tuples into lists; turn them back (nested config dicts)."""
+    def fix(value):
+        if isinstance(value, list):
+            return tuple(fix(v) for v in value)
+        if isinstance(value, dict):
+            return {k: fix(v) for k, v in value.items()}
+        return value
+    return {k: fix(v) for k, v in values.items() if isinstance(v, (list, dict))}
+
+
+def _add_partial(out: Path, key: str, seconds: float) -> None:
+    record = load_record(out)
+    partial = record.setdefault("partial_seconds", {})
+    partial[key] = round(partial.get(key, 0.0) + seconds, 1)
+    _save_record(out, record)
+
+
+def _load_weights(model, path: Path) -> None:
+    from . import checkpoint
+
+    checkpoint.load(path, model=model, config=model.config.to_dict())
 
 
 def _update_record(out: Path, name: str, seconds: float, finished: bool) -> dict:

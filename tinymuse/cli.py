@@ -292,11 +292,22 @@ def _format_scores(entry: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from .cascade import train_cascade
+    from .cascade import train_cascade, train_more
 
-    record = train_cascade(args.out, stage=args.stage, preset=args.preset, data=args.data,
-                           resume=args.resume, device=args.device,
-                           progress=not args.quiet)
+    if args.more_steps is not None:
+        if args.stage not in ("base", "superres"):
+            raise CommandError("--more-steps continues a transformer stage: add --stage base "
+                               "or --stage superres")
+        record = train_more(args.out, args.stage, args.more_steps, lr=args.lr,
+                            warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
+                            progress=not args.quiet)
+    else:
+        if (args.lr, args.warmup_steps, args.ema) != (None, None, None):
+            raise CommandError("--lr, --warmup-steps and --ema go with --more-steps; a stage's "
+                               "first training takes them from --preset")
+        record = train_cascade(args.out, stage=args.stage, preset=args.preset, data=args.data,
+                               resume=args.resume, device=args.device,
+                               progress=not args.quiet)
     stages = ", ".join(f"{name} {entry['seconds']:.0f} s"
                        for name, entry in record["stages"].items())
     print(f"{args.out}: {stages} (total {record.get('seconds', 0) / 60:.1f} min)")
@@ -431,6 +442,15 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue a run: skip finished stages, resume unfinished ones")
     train.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    more = train.add_argument_group(
+        "training a finished transformer stage further (with --stage base or superres)")
+    more.add_argument("--more-steps", type=int, metavar="N",
+                      help="N more steps from the stage's weights, with a fresh warm-up and "
+                           "cosine schedule (run it again to resume it)")
+    more.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
+    more.add_argument("--warmup-steps", type=int, help="default: N/10, at most 200")
+    more.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 "
+                                                "(default: the preset's)")
     train.set_defaults(run=cmd_train)
     return parser
 

@@ -103,25 +103,40 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run(tmp_path, capsys):
     assert "--stage tokenizer" in error_line(capsys)
 
 
-def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, monkeypatch, capsys):
+@pytest.fixture
+def interruption(monkeypatch):
+    """``interruption.on()``: the next transformer training stops after its checkpoint at step
+    2 and raises KeyboardInterrupt, as Ctrl-C would; ``interruption.off()`` undoes it."""
     from tinymuse import train as train_module
+
+    real = train_module.train_stage
+
+    def interrupted(*args, **kwargs):
+        real(*args, **{**kwargs, "stop_at": 2})
+        raise KeyboardInterrupt
+
+    class Interruption:
+        def on(self):
+            monkeypatch.setattr(train_module, "train_stage", interrupted)
+
+        def off(self):
+            monkeypatch.setattr(train_module, "train_stage", real)
+
+    return Interruption()
+
+
+def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, interruption, capsys):
     from tinymuse.cascade import train_cascade
 
     out, quiet = tmp_path / "r", (lambda *_: None)
     for stage in ("tokenizer", "text", "vq-base", "vq-superres", "tokens"):
         train_cascade(out, stage, "tiny", resume=True, progress=False, log=quiet)
-    real = train_module.train_stage
-
-    def interrupted(*args, **kwargs):  # stop after the checkpoint at step 2 of 3
-        real(*args, **{**kwargs, "stop_at": 2})
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "train_stage", interrupted)
+    interruption.on()  # at step 2 of 3
     with pytest.raises(KeyboardInterrupt):
         train_cascade(out, "base", "tiny", resume=True, progress=False, log=quiet)
     record = load_record(out)
     assert "base" not in record["stages"] and record["partial_seconds"]["base"] >= 0
-    monkeypatch.setattr(train_module, "train_stage", real)
+    interruption.off()
     capsys.readouterr()
     train_cascade(out, "base", "tiny", resume=True, progress=True, log=quiet)
     assert "steps 2-3" in capsys.readouterr().out  # continued, not started again
@@ -166,28 +181,21 @@ def test_more_steps_continue_a_stage_from_its_weights_and_reassemble(run_dir, tm
 
 
 def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
-        run_dir, tmp_path, monkeypatch, capsys):
+        run_dir, tmp_path, interruption, capsys):
     import shutil
 
-    from tinymuse import train as train_module
     from tinymuse.cascade import train_more
 
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
     weights = (out / "base" / "model.safetensors").read_bytes()
-    real = train_module.train_stage
-
-    def interrupted(*args, **kwargs):  # stop after the checkpoint at step 2 of 3
-        real(*args, **{**kwargs, "stop_at": 2})
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(train_module, "train_stage", interrupted)
+    interruption.on()  # at step 2 of 3
     with pytest.raises(KeyboardInterrupt):
         train_more(out, "base", 3, progress=False, log=lambda *_: None)
     record = load_record(out)
     assert "more" not in record["stages"]["base"] and "base/more-1" in record["partial_seconds"]
     assert (out / "base" / "model.safetensors").read_bytes() == weights
-    monkeypatch.setattr(train_module, "train_stage", real)
+    interruption.off()
     capsys.readouterr()
     train_more(out, "base", 3, progress=False)
     assert "steps 2-3 of 3 more" in capsys.readouterr().out  # continued, not started again

@@ -174,8 +174,14 @@ def test_more_steps_continue_a_stage_from_its_weights_and_reassemble(run_dir, tm
     assert any(not np.array_equal(pipeline_after[k], pipeline_before[k]) for k in pipeline_after)
     assert (out / "superres" / "model.safetensors").read_bytes() == superres_before
     assert load_record(out)["stages"].keys() == load_record(run_dir)["stages"].keys()
-    # the super-resolution stage continues the same way
+    # the super-resolution stage continues the same way, with the architecture its weights
+    # were saved with even when the run's preset has changed since
+    record = json.loads((out / "cascade.json").read_text())
+    record["preset"]["superres"]["num_layers"] += 2
+    (out / "cascade.json").write_text(json.dumps(record))
+    layers = checkpoint.load(out / "superres" / "model.safetensors").config["num_layers"]
     assert run("train", "--stage", "superres", "--out", out, "--more-steps", 2, "--quiet") == 0
+    assert checkpoint.load(out / "superres" / "model.safetensors").config["num_layers"] == layers
     assert ((out / "superres" / "model.safetensors").read_bytes()
             == (out / "superres" / "more-1" / "model.safetensors").read_bytes() != superres_before)
 

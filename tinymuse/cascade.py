@@ -298,9 +298,10 @@ def _monitor(sampler):
     return SampleMonitor([p for kind in PROMPT_KINDS for p in fixed[kind]], sampler)
 
 
-def _base_setup(out, preset, data, device):
-    """The base transformer of this run (freshly initialised), its token cache and its
-    sample monitor (or None)."""
+def _base_setup(out, preset, data, device, weights=None):
+    """The base transformer of this run, its token cache and its sample monitor (or None).
+    The model is freshly initialised from the preset, or, given ``weights``, loaded from
+    that file with the architecture it was saved with."""
     from .models.base import BaseTransformer, BaseTransformerConfig
     from .text.encoder import TextEncoder
     from .text.tokenizer import Tokenizer
@@ -310,21 +311,24 @@ def _base_setup(out, preset, data, device):
     paths = stage_paths(out)
     _need(paths, "tokenizer", "text", "vq-base", "tokens-base")
     tokenizer = Tokenizer.load(paths["tokenizer"])
-    encoder = TextEncoder.load(paths["text"])
     vq = VQTokenizer.load(paths["vq-base"], device=device)
-    config = BaseTransformerConfig(codebook_size=vq.config.codebook_size,
-                                   grid_size=vq.config.token_size, text=encoder.config,
-                                   **preset.base)
-    backend.manual_seed(0)
-    model = BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
-                            generator=backend.Generator(0)).to(device)
+    if weights is not None:
+        model = BaseTransformer.load(weights, tokenizer=tokenizer, device=device)
+    else:
+        encoder = TextEncoder.load(paths["text"])
+        config = BaseTransformerConfig(codebook_size=vq.config.codebook_size,
+                                       grid_size=vq.config.token_size, text=encoder.config,
+                                       **preset.base)
+        backend.manual_seed(0)
+        model = BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
+                                generator=backend.Generator(0)).to(device)
     monitor = _monitor(base_sampler(vq)) if _wants_monitor(data, preset, "base") else None
     return model, load_image_tokens(paths["tokens-base"]), monitor
 
 
-def _superres_setup(out, preset, data, device):
-    """The super-resolution transformer of this run (freshly initialised), its paired token
-    cache and its sample monitor (or None)."""
+def _superres_setup(out, preset, data, device, weights=None):
+    """The super-resolution transformer of this run, its paired token cache and its sample
+    monitor (or None); the model as in :func:`_base_setup`."""
     from .models.superres import (SuperResTransformer, SuperResTransformerConfig,
                                   superres_monitor, superres_tokens)
     from .text.encoder import TextEncoder
@@ -335,18 +339,21 @@ def _superres_setup(out, preset, data, device):
     _need(paths, "tokenizer", "text", "vq-base", "vq-superres", "tokens-base",
           "tokens-superres")
     tokenizer = Tokenizer.load(paths["tokenizer"])
-    encoder = TextEncoder.load(paths["text"])
-    low_vq = VQTokenizer.load(paths["vq-base"])
     vq = VQTokenizer.load(paths["vq-superres"], device=device)
     cache = superres_tokens(load_image_tokens(paths["tokens-base"]),
                             load_image_tokens(paths["tokens-superres"]))
-    config = SuperResTransformerConfig(
-        codebook_size=vq.config.codebook_size, grid_size=vq.config.token_size,
-        low_codebook_size=low_vq.config.codebook_size, low_grid_size=low_vq.config.token_size,
-        text=encoder.config, **preset.superres)
-    backend.manual_seed(0)
-    model = SuperResTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
-                                generator=backend.Generator(0)).to(device)
+    if weights is not None:
+        model = SuperResTransformer.load(weights, tokenizer=tokenizer, device=device)
+    else:
+        encoder = TextEncoder.load(paths["text"])
+        low_vq = VQTokenizer.load(paths["vq-base"])
+        config = SuperResTransformerConfig(
+            codebook_size=vq.config.codebook_size, grid_size=vq.config.token_size,
+            low_codebook_size=low_vq.config.codebook_size,
+            low_grid_size=low_vq.config.token_size, text=encoder.config, **preset.superres)
+        backend.manual_seed(0)
+        model = SuperResTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
+                                    generator=backend.Generator(0)).to(device)
     monitor = superres_monitor(cache, vq) if _wants_monitor(data, preset, "superres") else None
     return model, cache, monitor
 
@@ -515,8 +522,9 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
         ema_decay=preset.ema if ema is None else ema)
     log(f"[{stage}] {steps} more steps from its weights (lr {config.lr:g}) in {folder}")
     started = time.perf_counter()
-    model, cache, monitor = _SETUPS[stage](out, preset, data, device)
-    _load_weights(model, stage_paths(out)[stage])
+    # the architecture is the saved model's: the preset may have changed since it was trained
+    model, cache, monitor = _SETUPS[stage](out, preset, data, device,
+                                           weights=stage_paths(out)[stage])
     partial_key = f"{stage}/{folder.name}"
     try:
         result = train_stage(model, cache, config, folder, monitor=monitor, resume=True)
@@ -562,12 +570,6 @@ def _add_partial(out: Path, key: str, seconds: float) -> None:
     partial = record.setdefault("partial_seconds", {})
     partial[key] = round(partial.get(key, 0.0) + seconds, 1)
     _save_record(out, record)
-
-
-def _load_weights(model, path: Path) -> None:
-    from . import checkpoint
-
-    checkpoint.load(path, model=model, config=model.config.to_dict())
 
 
 def _update_record(out: Path, name: str, seconds: float, finished: bool) -> dict:

@@ -211,6 +211,30 @@ def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
     assert (out / "base" / "model.safetensors").read_bytes() != weights
 
 
+def test_python_dash_m_tinymuse_train_continues_a_model_at_its_own_size(run_dir, tmp_path):
+    import shutil
+
+    from tinymuse import checkpoint
+    from tinymuse import train as train_module
+
+    text = tmp_path / "text"  # the folder --text expects: tokenizer + text encoder
+    text.mkdir()
+    shutil.copy(run_dir / "tokenizer" / "tokenizer.model", text)
+    shutil.copy(run_dir / "text" / "text_encoder.safetensors", text)
+    init = run_dir / "base" / "model.safetensors"
+    args = ["--vq", run_dir / "vq-base" / "tokenizer.safetensors", "--text", text,
+            "--tokens", run_dir / "tokens" / "base.safetensors", "--init", init,
+            "--steps", 2, "--sample-every", 1000, "--checkpoint-every", 1000]
+    # no --preset: the tiny model's own size, not the 'default' preset's
+    assert train_module.main([str(a) for a in ["--out", tmp_path / "b", *args]]) == 0
+    saved = checkpoint.load(tmp_path / "b" / "model.safetensors")
+    assert saved.config == checkpoint.load(init).config
+    # an explicit --preset of another size is refused, naming what differs
+    with pytest.raises(checkpoint.CheckpointError, match="d_model"):
+        train_module.main([str(a) for a in ["--out", tmp_path / "c", "--preset", "default",
+                                            *args]])
+
+
 def test_more_steps_needs_a_finished_transformer_stage(run_dir, tmp_path, capsys):
     assert run("train", "--stage", "all", "--out", run_dir, "--more-steps", 3) == 2
     assert "--stage base or --stage superres" in error_line(capsys)

@@ -423,11 +423,18 @@ def score_base_model(model, vq, prompts, steps: int, guidance_scale: float,
 
 
 def _build_base_model(args, tokenizer, encoder, vq):
+    """The model ``main`` trains: the ``--preset`` size, or with ``--init`` and no
+    ``--preset`` the size the ``--init`` model was saved with."""
     from .models.base import BaseTransformer, BaseTransformerConfig
 
-    config = BaseTransformerConfig.preset(
-        args.preset, codebook_size=vq.config.codebook_size, grid_size=vq.config.token_size,
-        text=encoder.config, train_text_encoder=args.train_text_encoder)
+    if args.init and args.preset is None:
+        saved = BaseTransformerConfig.from_dict(checkpoint.load(args.init).config)
+        config = dataclasses.replace(saved, train_text_encoder=args.train_text_encoder)
+    else:
+        config = BaseTransformerConfig.preset(
+            args.preset or "default", codebook_size=vq.config.codebook_size,
+            grid_size=vq.config.token_size, text=encoder.config,
+            train_text_encoder=args.train_text_encoder)
     backend.manual_seed(args.seed)
     return BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
                            generator=backend.Generator(args.seed))
@@ -453,7 +460,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--text", help="folder with tokenizer.model and "
                         "text_encoder.safetensors (python -m tinymuse.text.pretrain)")
     parser.add_argument("--tokens", help="image-token cache (python -m tinymuse.vq.tokens)")
-    parser.add_argument("--preset", default="default", help="model size: baby, default, large")
+    parser.add_argument("--preset", help="model size: baby, default, large (default: "
+                        "'default', or with --init the size of the --init model)")
     parser.add_argument("--train-text-encoder", action="store_true",
                         help="fine-tune the text encoder jointly instead of freezing it")
     defaults = TrainConfig()

@@ -5,6 +5,7 @@ right size, determinism, resuming, one clear line for every mistake a user can m
 image quality; ``tinymuse eval`` on the bundled weights measures that.
 """
 import json
+import shutil
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinymuse import cli
+from tinymuse import checkpoint, cli
 from tinymuse.cascade import STAGES, load_record
 from tinymuse.data import ShapesDataset, parse_caption
 
@@ -145,10 +146,6 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, interruption, c
 
 
 def test_more_steps_continue_a_stage_from_its_weights_and_reassemble(run_dir, tmp_path):
-    import shutil
-
-    from tinymuse import checkpoint
-
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
     weights = out / "base" / "model.safetensors"
@@ -188,8 +185,6 @@ def test_more_steps_continue_a_stage_from_its_weights_and_reassemble(run_dir, tm
 
 def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
         run_dir, tmp_path, interruption, capsys):
-    import shutil
-
     from tinymuse.cascade import train_more
 
     out = tmp_path / "run"
@@ -212,9 +207,6 @@ def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
 
 
 def test_python_dash_m_tinymuse_train_continues_a_model_at_its_own_size(run_dir, tmp_path):
-    import shutil
-
-    from tinymuse import checkpoint
     from tinymuse import train as train_module
 
     text = tmp_path / "text"  # the folder --text expects: tokenizer + text encoder

@@ -501,8 +501,8 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     from .train import train_stage
 
     if stage not in MORE_STAGES:
-        raise CascadeError(f"only the transformer stages ({', '.join(MORE_STAGES)}) can be "
-                           f"trained for more steps, not {stage!r}")
+        raise CascadeError(f"only a transformer stage can be trained for more steps "
+                           f"(--stage base or --stage superres), not {stage!r}")
     if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
         raise CascadeError(f"the number of extra steps must be a whole number >= 1, got "
                            f"{steps!r}")
@@ -511,10 +511,11 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     if record is None or stage not in record["stages"]:
         raise CascadeError(f"{out} has no finished {stage!r} stage to continue; train it first "
                            f"(`tinymuse train --stage {stage} --out {out}`)")
-    preset = CascadePreset(**{**record["preset"], **_tuples(record["preset"])})
+    preset = CascadePreset(**record["preset"])  # for the schedule; the model has its own size
     data = record["data"]
+    weights = stage_paths(out)[stage]
     rounds = record["stages"][stage].get("more", [])
-    folder = stage_paths(out)[stage].parent / f"more-{len(rounds) + 1}"
+    folder = weights.parent / f"more-{len(rounds) + 1}"
     config = dataclasses.replace(
         _train_config(preset, stage, progress), steps=steps,
         lr=preset.lr if lr is None else lr,
@@ -523,15 +524,13 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     log(f"[{stage}] {steps} more steps from its weights (lr {config.lr:g}) in {folder}")
     started = time.perf_counter()
     # the architecture is the saved model's: the preset may have changed since it was trained
-    model, cache, monitor = _SETUPS[stage](out, preset, data, device,
-                                           weights=stage_paths(out)[stage])
+    model, cache, monitor = _SETUPS[stage](out, preset, data, device, weights=weights)
     partial_key = f"{stage}/{folder.name}"
     try:
         result = train_stage(model, cache, config, folder, monitor=monitor, resume=True)
     except BaseException:  # an interrupted round keeps its time for the command resuming it
-        _add_partial(out, partial_key, time.perf_counter() - started)
+        _update_record(out, partial_key, time.perf_counter() - started, finished=False)
         raise
-    weights = stage_paths(out)[stage]
     temporary = weights.with_name(f".{weights.name}.tmp")
     shutil.copyfile(folder / weights.name, temporary)
     temporary.replace(weights)  # atomic: the stage's weights are old or new, never half
@@ -552,24 +551,6 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
         log("[pipeline] assembling again with the new weights")
         _assemble(out, preset, data, device, progress)
     return record
-
-
-def _tuples(values: dict) -> dict:
-    """JSON turned the preset's tuples into lists; turn them back (nested config dicts)."""
-    def fix(value):
-        if isinstance(value, list):
-            return tuple(fix(v) for v in value)
-        if isinstance(value, dict):
-            return {k: fix(v) for k, v in value.items()}
-        return value
-    return {k: fix(v) for k, v in values.items() if isinstance(v, (list, dict))}
-
-
-def _add_partial(out: Path, key: str, seconds: float) -> None:
-    record = load_record(out)
-    partial = record.setdefault("partial_seconds", {})
-    partial[key] = round(partial.get(key, 0.0) + seconds, 1)
-    _save_record(out, record)
 
 
 def _update_record(out: Path, name: str, seconds: float, finished: bool) -> dict:

@@ -295,9 +295,6 @@ def cmd_train(args) -> int:
     from .cascade import train_cascade, train_more
 
     if args.more_steps is not None:
-        if args.stage not in ("base", "superres"):
-            raise CommandError("--more-steps continues a transformer stage: add --stage base "
-                               "or --stage superres")
         record = train_more(args.out, args.stage, args.more_steps, lr=args.lr,
                             warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
                             progress=not args.quiet)

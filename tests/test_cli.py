@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinymuse import checkpoint, cli
+from tinymuse import Pipeline, checkpoint, cli
 from tinymuse.cascade import STAGES, load_record
 from tinymuse.data import ShapesDataset, parse_caption
 
@@ -70,7 +70,6 @@ def test_train_all_records_every_stage_and_assembles_a_pipeline(run_dir):
 
 
 def test_the_pipeline_decodes_with_the_fine_tuned_decoders_and_the_cached_tokens(run_dir):
-    from tinymuse import Pipeline
     from tinymuse.vq import VQTokenizer, load_image_tokens
 
     pipeline = Pipeline.load(run_dir / "pipeline")
@@ -281,6 +280,19 @@ def test_generate_several_prompts_and_samples_make_a_grid(run_dir, tmp_path):
     assert png(out).shape == (grid_side(3, scale=2), grid_side(2, scale=2), 3)
 
 
+def test_sr_guidance_sets_the_super_resolution_stage_alone(run_dir, tmp_path):
+    pipeline = Pipeline.load(run_dir / "pipeline")
+    for name, extra in (("same", []), ("apart", ["--sr-guidance", 0])):
+        assert run("generate", "a red circle", "--pipeline", run_dir, "--guidance", 3,
+                   *extra, "--out", tmp_path / f"{name}.png") == 0
+    same, apart = png(tmp_path / "same.png"), png(tmp_path / "apart.png")
+    for image, guidance in ((same, (3.0, 3.0)), (apart, (3.0, 0.0))):
+        expected = pipeline.generate("a red circle", guidance_scale=guidance, seed=0,
+                                     output="uint8")[0]
+        assert np.array_equal(image, expected)
+    assert not np.array_equal(same, apart)
+
+
 def test_demo_draws_every_example_prompt(run_dir, tmp_path):
     out = tmp_path / "demo.png"
     assert run("demo", "--pipeline", run_dir / "pipeline", "--out", out) == 0
@@ -395,8 +407,6 @@ def test_debug_shows_the_traceback(run_dir):
 
 def test_bundled_weights_load_and_draw_the_demo_or_say_how_to_make_them(capsys, tmp_path):
     if (cli.ASSETS / "pipeline.json").is_file():
-        from tinymuse.pipeline import Pipeline
-
         size = sum(f.stat().st_size for f in cli.ASSETS.rglob("*") if f.is_file())
         assert size < 25 * 2 ** 20
         pipeline = Pipeline.load(cli.ASSETS)

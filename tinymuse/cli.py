@@ -135,7 +135,9 @@ def _pair(text: str, count: int, what: str) -> tuple:
 
 
 def _sampling_options(args) -> dict:
-    options = dict(base_steps=args.steps, sr_steps=args.sr_steps, guidance_scale=args.guidance,
+    sr_guidance = args.guidance if args.sr_guidance is None else args.sr_guidance
+    options = dict(base_steps=args.steps, sr_steps=args.sr_steps,
+                   guidance_scale=(args.guidance, sr_guidance),
                    temperature=(args.temperature, args.sr_temperature), seed=args.seed,
                    output="uint8")
     if getattr(args, "negative", None):
@@ -335,6 +337,9 @@ def _add_sampling_options(parser, steps: int = 12, guidance: float = 3.0) -> Non
                         help="decoding steps of the super-resolution stage (default 8)")
     parser.add_argument("--guidance", type=float, default=guidance,
                         help=f"classifier-free guidance scale, 0 = none (default {guidance})")
+    parser.add_argument("--sr-guidance", type=float, default=None,
+                        help="guidance scale of the super-resolution stage alone (default: "
+                             "--guidance)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the base stage (default 1.0)")
     parser.add_argument("--sr-temperature", type=float, default=0.0,

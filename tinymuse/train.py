@@ -221,7 +221,8 @@ def _config_record(model, config: TrainConfig) -> dict:
 def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=None, *,
                 batch_fn: Callable | None = None, monitor: Callable | None = None,
                 resume: bool = True, stop_at: int | None = None) -> TrainResult:
-    """Train ``model`` on ``token_cache`` for ``config.steps`` steps, in ``out_dir``.
+    """Train ``model`` on ``token_cache`` for ``config.steps`` steps, in ``out_dir``
+    (``runs/stage`` if not given).
 
     ``model`` needs ``training_loss(batch, generator) -> MaskedStep`` and, unless
     ``batch_fn(token_cache, indices) -> batch`` is given, ``make_batch(token_cache,

@@ -1,0 +1,97 @@
+"""Where does the cascade lose accuracy? The shapes oracle at each point of the pipeline.
+
+    python benchmarks/ceilings.py [--pipeline DIR] [--scenes 240] [--guidance 3 0]
+
+A generated image can only be as right as the stages it passes through allow. For shapes-world
+scenes training never read (seed ``--seed``), on the seen split and on the held-out one
+(colour–shape pairs and relation phrasings kept out of training), this scores, per attribute:
+
+1. the original 64×64 images (the oracle's own ceiling, ~1.00);
+2. the super-resolution VQ tokenizer's round trip, image → 16×16 tokens → image;
+3. the base VQ tokenizer's round trip at 32×32 (image shrunk as :meth:`Pipeline.encode_images`
+   does → 8×8 tokens → image): no base transformer can draw better than its tokenizer;
+4. the super-resolution transformer given the scene's *true* 8×8 tokens (greedy, 8 steps, at
+   each ``--guidance`` scale): the cascade with a perfect base stage.
+
+Compare with ``tinymuse eval --compare-base`` (the whole cascade on prompts): the gap from
+row 4 to it is the base transformer's, the gap from row 1 to row 3 the base tokenizer's.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tinymuse.cli import ASSETS  # noqa: E402
+from tinymuse.data import ShapesDataset  # noqa: E402
+from tinymuse.data.images import to_uint8_images  # noqa: E402
+from tinymuse.evaluate import score_prompts  # noqa: E402
+from tinymuse.pipeline import Pipeline  # noqa: E402
+from tinymuse.tensor import no_grad  # noqa: E402
+
+ATTRIBUTES = ("background", "count", "colour", "shape", "size", "relation", "glyph", "all")
+
+
+def scenes(pipeline: Pipeline, count: int, seed: int, split: str):
+    """``count`` (uint8 images, captions) of the shapes world at the pipeline's image size."""
+    dataset = ShapesDataset(resolution=pipeline.image_size, seed=seed, split=split)
+    examples = [dataset[i] for i in range(count)]
+    return np.stack([image for image, _ in examples]), [caption for _, caption in examples]
+
+
+def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
+    """Oracle scores (attribute → accuracy) at each point of the pipeline."""
+    low, high = [], []
+    for start in range(0, len(images), batch):
+        lo, hi = pipeline.encode_images(images[start:start + batch])
+        low.append(lo)
+        high.append(hi)
+    low, high = np.concatenate(low), np.concatenate(high)
+    with no_grad():
+        base_round_trip = to_uint8_images(pipeline.base_vq.decode(low).numpy())
+    results = {
+        "original 64×64": score_prompts(captions, images),
+        "super-res. VQ round trip": score_prompts(captions, pipeline.decode_tokens(high, "uint8")),
+        "base VQ round trip, 32×32": score_prompts(captions, base_round_trip),
+    }
+    for scale in guidances:
+        drawn = np.concatenate([
+            pipeline.decode_superres(captions[i:i + batch], low[i:i + batch], steps=8,
+                                     guidance_scale=scale, temperature=0.0,
+                                     generator=pipeline.generator(i))
+            for i in range(0, len(images), batch)])
+        results[f"super-res. on true 8×8 tokens, guidance {scale:g}"] = score_prompts(
+            captions, pipeline.decode_tokens(drawn, "uint8"))
+    return results
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--pipeline", default=str(ASSETS), help="pipeline folder (default: bundled)")
+    parser.add_argument("--scenes", type=int, default=240, help="scenes per split")
+    parser.add_argument("--seed", type=int, default=321, help="shapes-world seed (training used 0)")
+    parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 0.0])
+    parser.add_argument("--batch", type=int, default=60)
+    args = parser.parse_args(argv)
+
+    pipeline = Pipeline.load(args.pipeline)
+    for split in ("train", "heldout"):
+        started = time.perf_counter()
+        images, captions = scenes(pipeline, args.scenes, args.seed, split)
+        results = rows(pipeline, images, captions, args.guidance, args.batch)
+        print(f"\n{split} split, {args.scenes} scenes ({time.perf_counter() - started:.0f} s)\n")
+        print("| | " + " | ".join(ATTRIBUTES) + " |")
+        print("| --- |" + " --- |" * len(ATTRIBUTES))
+        for name, scores in results.items():
+            cells = [f"{scores[a]:.3f}" if a in scores else "–" for a in ATTRIBUTES]
+            print(f"| {name} | " + " | ".join(cells) + " |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -25,6 +25,7 @@ import time
 from pathlib import Path
 
 from . import __version__
+from .pipeline import GUIDANCE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
@@ -135,9 +136,8 @@ def _pair(text: str, count: int, what: str) -> tuple:
 
 
 def _sampling_options(args) -> dict:
-    sr_guidance = args.guidance if args.sr_guidance is None else args.sr_guidance
     options = dict(base_steps=args.steps, sr_steps=args.sr_steps,
-                   guidance_scale=(args.guidance, sr_guidance),
+                   guidance_scale=(args.guidance, args.sr_guidance),
                    temperature=(args.temperature, args.sr_temperature), seed=args.seed,
                    output="uint8")
     if getattr(args, "negative", None):
@@ -225,7 +225,8 @@ def cmd_demo(args) -> int:
     pipeline = load_pipeline(args)
     prompts = list(DEMO_PROMPTS)
     images = pipeline.generate(prompts, base_steps=args.steps, sr_steps=args.sr_steps,
-                               guidance_scale=args.guidance, seed=args.seed, output="uint8")
+                               guidance_scale=(args.guidance, args.sr_guidance), seed=args.seed,
+                               output="uint8")
     path = save_images(images, args.out, 4, args.scale)
     _done(path, f"{len(prompts)} prompts", started)
     return 0
@@ -330,16 +331,18 @@ def _add_pipeline_options(parser) -> None:
                         help="enlarge each pixel into SCALE×SCALE in the PNG (default 1)")
 
 
-def _add_sampling_options(parser, steps: int = 12, guidance: float = 3.0) -> None:
+def _add_sampling_options(parser, steps: int = 12) -> None:
     parser.add_argument("--steps", type=int, default=steps,
                         help=f"decoding steps of the base stage (default {steps})")
     parser.add_argument("--sr-steps", type=int, default=8,
                         help="decoding steps of the super-resolution stage (default 8)")
-    parser.add_argument("--guidance", type=float, default=guidance,
-                        help=f"classifier-free guidance scale, 0 = none (default {guidance})")
-    parser.add_argument("--sr-guidance", type=float, default=None,
-                        help="guidance scale of the super-resolution stage alone (default: "
-                             "--guidance)")
+    parser.add_argument("--guidance", type=float, default=GUIDANCE[0],
+                        help=f"classifier-free guidance scale of the base stage, 0 = none "
+                             f"(default {GUIDANCE[0]:g})")
+    parser.add_argument("--sr-guidance", type=float, default=GUIDANCE[1],
+                        help=f"guidance scale of the super-resolution stage (default "
+                             f"{GUIDANCE[1]:g}: it only adds detail to the base stage's picture, "
+                             f"and unguided is as accurate and faster)")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the base stage (default 1.0)")
     parser.add_argument("--sr-temperature", type=float, default=0.0,
@@ -370,7 +373,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="tinymuse-demo.png")
     demo.add_argument("--steps", type=int, default=8)
     demo.add_argument("--sr-steps", type=int, default=6)
-    demo.add_argument("--guidance", type=float, default=3.0)
+    demo.add_argument("--guidance", type=float, default=GUIDANCE[0])
+    demo.add_argument("--sr-guidance", type=float, default=GUIDANCE[1])
     demo.set_defaults(run=cmd_demo, scale=2)
 
     generate = commands.add_parser("generate", help="prompt(s) → a PNG (a grid for several)")

@@ -248,7 +248,7 @@ def _prompts_for(pipeline, prompt, batch: int) -> list:
 
 
 def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int = 12, sr_steps: int = 8,
-            guidance_scale=3.0, temperature=None, top_k=None, negative_prompt=None,
+            guidance_scale=None, temperature=None, top_k=None, negative_prompt=None,
             seed: int | None = None, output: str = "float", return_tokens: bool = False):
     """Redraw the pixels of ``image`` where ``pixel_mask`` is True to fit ``prompt``; every
     token outside the mask (at both resolutions) is kept exactly (see the module docstring).

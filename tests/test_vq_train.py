@@ -80,6 +80,17 @@ def test_the_command_line_trains_a_stage(tmp_path):
     assert model.config.image_size == 32 and model.config.token_size == 8
 
 
+def test_the_command_line_trains_on_the_split_it_is_given(tmp_path, monkeypatch):
+    seen = []
+    monkeypatch.setattr(train_module, "train_tokenizer",
+                        lambda config, train, dataset, **kwargs: seen.append(dataset))
+    for extra in ([], ["--split", "all"]):
+        assert train_module.main(["--out", str(tmp_path), *extra]) == 0
+    assert [dataset.split for dataset in seen] == ["train", "all"]
+    with pytest.raises(SystemExit):
+        train_module.main(["--out", str(tmp_path), "--split", "heldout"])
+
+
 def test_reconstruction_loss_kinds():
     a = F.mse_loss  # noqa: F841  (both kinds are the library's own losses)
     from tinymuse import Tensor

@@ -208,6 +208,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has "
                         "a checkpoint (it will be overwritten)")
+    parser.add_argument("--split", choices=["train", "all"], default="train",
+                        help="train (default): no held-out colour-shape pair, as the "
+                             "transformers' compositional test requires; all: every pair, an "
+                             "experiment (README, \"Where the accuracy is lost\")")
     args = parser.parse_args(argv)
     config, train = stage_config(args.stage)
     if args.batch_size is not None:
@@ -217,8 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.recon_loss is not None:
         train.recon_loss = args.recon_loss
     out = args.out or f"runs/vq-{args.stage}"
-    train_tokenizer(config, train, out_dir=out, steps=args.steps, resume=not args.no_resume,
-                    device=args.device)
+    dataset = ShapesDataset(resolution=config.image_size, seed=0, split=args.split)
+    train_tokenizer(config, train, dataset, out_dir=out, steps=args.steps,
+                    resume=not args.no_resume, device=args.device)
     print(f"saved {Path(out) / TOKENIZER}")
     return 0
 

@@ -1,6 +1,7 @@
 """Where does the cascade lose accuracy? The shapes oracle at each point of the pipeline.
 
     python benchmarks/ceilings.py [--pipeline DIR] [--scenes 240] [--guidance 3 0]
+    python benchmarks/ceilings.py --base-vq runs/vq-base/tokenizer.safetensors   # another one
 
 A generated image can only be as right as the stages it passes through allow. For shapes-world
 scenes training never read (seed ``--seed``), on the seen split and on the held-out one
@@ -15,6 +16,8 @@ scenes training never read (seed ``--seed``), on the seen split and on the held-
 
 Compare with ``tinymuse eval --compare-base`` (the whole cascade on prompts): the gap from
 row 4 to it is the base transformer's, the gap from row 1 to row 3 the base tokenizer's.
+``--base-vq`` scores another base tokenizer's round trip in the pipeline's place (rows 1-3
+only: the super-resolution stage was trained on the pipeline's own 8×8 codes).
 """
 from __future__ import annotations
 
@@ -33,6 +36,7 @@ from tinymuse.data.images import to_uint8_images  # noqa: E402
 from tinymuse.evaluate import score_prompts  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
 from tinymuse.tensor import no_grad  # noqa: E402
+from tinymuse.vq import VQTokenizer  # noqa: E402
 
 ATTRIBUTES = ("background", "count", "colour", "shape", "size", "relation", "glyph", "all")
 
@@ -77,13 +81,18 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=321, help="shapes-world seed (training used 0)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 0.0])
     parser.add_argument("--batch", type=int, default=60)
+    parser.add_argument("--base-vq", help="a base VQ tokenizer (.safetensors) to score instead")
     args = parser.parse_args(argv)
 
     pipeline = Pipeline.load(args.pipeline)
+    guidances = args.guidance
+    if args.base_vq:
+        pipeline.base_vq = VQTokenizer.load(args.base_vq)
+        guidances = []
     for split in ("train", "heldout"):
         started = time.perf_counter()
         images, captions = scenes(pipeline, args.scenes, args.seed, split)
-        results = rows(pipeline, images, captions, args.guidance, args.batch)
+        results = rows(pipeline, images, captions, guidances, args.batch)
         print(f"\n{split} split, {args.scenes} scenes ({time.perf_counter() - started:.0f} s)\n")
         print("| | " + " | ".join(ATTRIBUTES) + " |")
         print("| --- |" + " --- |" * len(ATTRIBUTES))

@@ -91,6 +91,18 @@ def test_the_command_line_trains_on_the_split_it_is_given(tmp_path, monkeypatch)
         train_module.main(["--out", str(tmp_path), "--split", "heldout"])
 
 
+def test_the_command_line_sets_the_codebook_size(tmp_path, monkeypatch):
+    configs = []
+    monkeypatch.setattr(train_module, "train_tokenizer",
+                        lambda config, train, dataset, **kwargs: configs.append(config))
+    for extra in ([], ["--codebook-size", "64"]):
+        assert train_module.main(["--out", str(tmp_path), *extra]) == 0
+    assert configs[0].codebook_size != 64 and configs[1].codebook_size == 64
+    assert configs[1].token_size == configs[0].token_size
+    with pytest.raises(SystemExit):
+        train_module.main(["--out", str(tmp_path), "--codebook-size", "1"])
+
+
 def test_reconstruction_loss_kinds():
     a = F.mse_loss  # noqa: F841  (both kinds are the library's own losses)
     from tinymuse import Tensor

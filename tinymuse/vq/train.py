@@ -29,6 +29,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import sys
@@ -208,12 +209,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="cpu or cuda")
     parser.add_argument("--no-resume", action="store_true", help="start over even if OUT has "
                         "a checkpoint (it will be overwritten)")
+    parser.add_argument("--codebook-size", type=int, default=None,
+                        help="codes in the codebook (default: the stage's, 512; the cascade's "
+                             "default preset uses 64)")
     parser.add_argument("--split", choices=["train", "all"], default="train",
                         help="train (default): no held-out colour-shape pair, as the "
                              "transformers' compositional test requires; all: every pair, an "
                              "experiment (README, \"Where the accuracy is lost\")")
     args = parser.parse_args(argv)
     config, train = stage_config(args.stage)
+    if args.codebook_size is not None:
+        try:
+            config = dataclasses.replace(config, codebook_size=args.codebook_size)
+        except ValueError as error:
+            parser.error(str(error))
     if args.batch_size is not None:
         train.batch_size = args.batch_size
     if args.lr is not None:

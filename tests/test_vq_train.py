@@ -80,27 +80,33 @@ def test_the_command_line_trains_a_stage(tmp_path):
     assert model.config.image_size == 32 and model.config.token_size == 8
 
 
-def test_the_command_line_trains_on_the_split_it_is_given(tmp_path, monkeypatch):
-    seen = []
+@pytest.fixture
+def trainings(tmp_path, monkeypatch):
+    """Run the command line with extra flags; record (config, dataset) of each training
+    instead of training."""
+    calls = []
     monkeypatch.setattr(train_module, "train_tokenizer",
-                        lambda config, train, dataset, **kwargs: seen.append(dataset))
-    for extra in ([], ["--split", "all"]):
-        assert train_module.main(["--out", str(tmp_path), *extra]) == 0
-    assert [dataset.split for dataset in seen] == ["train", "all"]
-    with pytest.raises(SystemExit):
-        train_module.main(["--out", str(tmp_path), "--split", "heldout"])
+                        lambda config, train, dataset, **kwargs: calls.append((config, dataset)))
+
+    def run(*flags):
+        assert train_module.main(["--out", str(tmp_path), *flags]) == 0
+        return calls[-1]
+    return run
 
 
-def test_the_command_line_sets_the_codebook_size(tmp_path, monkeypatch):
-    configs = []
-    monkeypatch.setattr(train_module, "train_tokenizer",
-                        lambda config, train, dataset, **kwargs: configs.append(config))
-    for extra in ([], ["--codebook-size", "64"]):
-        assert train_module.main(["--out", str(tmp_path), *extra]) == 0
-    assert configs[0].codebook_size != 64 and configs[1].codebook_size == 64
-    assert configs[1].token_size == configs[0].token_size
+def test_the_command_line_trains_on_the_split_it_is_given(trainings):
+    assert trainings()[1].split == "train"
+    assert trainings("--split", "all")[1].split == "all"
     with pytest.raises(SystemExit):
-        train_module.main(["--out", str(tmp_path), "--codebook-size", "1"])
+        trainings("--split", "heldout")
+
+
+def test_the_command_line_sets_the_codebook_size(trainings):
+    default, sized = trainings()[0], trainings("--codebook-size", "64")[0]
+    assert default.codebook_size != 64 and sized.codebook_size == 64
+    assert sized.token_size == default.token_size
+    with pytest.raises(SystemExit):
+        trainings("--codebook-size", "1")
 
 
 def test_reconstruction_loss_kinds():

@@ -37,15 +37,9 @@ from tinymuse.evaluate import score_prompts  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
 from tinymuse.tensor import no_grad  # noqa: E402
 from tinymuse.vq import VQTokenizer  # noqa: E402
+from tinymuse.vq.tokens import load_examples  # noqa: E402
 
 ATTRIBUTES = ("background", "count", "colour", "shape", "size", "relation", "glyph", "all")
-
-
-def scenes(pipeline: Pipeline, count: int, seed: int, split: str):
-    """``count`` (uint8 images, captions) of the shapes world at the pipeline's image size."""
-    dataset = ShapesDataset(resolution=pipeline.image_size, seed=seed, split=split)
-    examples = [dataset[i] for i in range(count)]
-    return np.stack([image for image, _ in examples]), [caption for _, caption in examples]
 
 
 def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
@@ -91,7 +85,8 @@ def main(argv=None) -> int:
         guidances = []
     for split in ("train", "heldout"):
         started = time.perf_counter()
-        images, captions = scenes(pipeline, args.scenes, args.seed, split)
+        dataset = ShapesDataset(resolution=pipeline.image_size, seed=args.seed, split=split)
+        images, captions = load_examples(dataset, range(args.scenes))
         results = rows(pipeline, images, captions, guidances, args.batch)
         print(f"\n{split} split, {args.scenes} scenes ({time.perf_counter() - started:.0f} s)\n")
         print("| | " + " | ".join(ATTRIBUTES) + " |")

@@ -98,6 +98,12 @@ def _open_log(path: Path, step: int):
     return log
 
 
+def shapes_training_set(config: VQConfig, split: str = "train") -> ShapesDataset:
+    """The shapes-world stream a tokenizer trains on: seed 0 (held-out images use other
+    seeds), ``split="train"`` without the held-out colour-shape pairs, ``"all"`` with them."""
+    return ShapesDataset(resolution=config.image_size, seed=0, split=split)
+
+
 def train_tokenizer(config: VQConfig, train: VQTrainConfig | None = None, dataset=None,
                     out_dir="runs/vq", steps: int | None = None, resume: bool = True,
                     device: str | None = None, progress: bool = True,
@@ -117,7 +123,7 @@ def train_tokenizer(config: VQConfig, train: VQTrainConfig | None = None, datase
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if dataset is None:
-        dataset = ShapesDataset(resolution=config.image_size, seed=0, split="train")
+        dataset = shapes_training_set(config)
     if sample_images is None:
         source = (ShapesDataset(resolution=config.image_size, seed=1, split="all")
                   if isinstance(dataset, ShapesDataset) else dataset)
@@ -230,9 +236,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.recon_loss is not None:
         train.recon_loss = args.recon_loss
     out = args.out or f"runs/vq-{args.stage}"
-    dataset = ShapesDataset(resolution=config.image_size, seed=0, split=args.split)
-    train_tokenizer(config, train, dataset, out_dir=out, steps=args.steps,
-                    resume=not args.no_resume, device=args.device)
+    train_tokenizer(config, train, shapes_training_set(config, args.split), out_dir=out,
+                    steps=args.steps, resume=not args.no_resume, device=args.device)
     print(f"saved {Path(out) / TOKENIZER}")
     return 0
 

@@ -229,12 +229,35 @@ def test_python_dash_m_tinymuse_train_continues_a_model_at_its_own_size(run_dir,
 def test_more_steps_needs_a_finished_transformer_stage(run_dir, tmp_path, capsys):
     assert run("train", "--stage", "all", "--out", run_dir, "--more-steps", 3) == 2
     assert "--stage base or --stage superres" in error_line(capsys)
-    assert run("train", "--stage", "base", "--out", run_dir, "--lr", 1e-3) == 2
-    assert "go with --more-steps" in error_line(capsys)
+    assert run("train", "--stage", "all", "--out", run_dir, "--lr", 1e-3) == 2
+    assert "with --stage base or --stage superres" in error_line(capsys)
+    assert run("train", "--stage", "base", "--out", run_dir, "--more-steps", 3,
+               "--steps", 3) == 2
+    assert "drop --steps" in error_line(capsys)
     assert run("train", "--stage", "superres", "--out", run_dir, "--more-steps", 0) == 2
     assert ">= 1" in error_line(capsys)
     assert run("train", "--stage", "base", "--out", tmp_path / "empty", "--more-steps", 3) == 2
     assert "train it first" in error_line(capsys)
+
+
+def test_a_transformer_stage_trains_on_its_own_schedule_and_records_it(run_dir, tmp_path,
+                                                                         capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    shutil.rmtree(out / "base")
+    record = load_record(out)
+    del record["stages"]["base"]
+    (out / "cascade.json").write_text(json.dumps(record))
+    assert run("train", "--stage", "base", "--preset", "tiny", "--out", out, "--resume",
+               "--steps", 4, "--batch-size", 2, "--ema", 0.9, "--quiet") == 0
+    schedule = {"steps": 4, "batch_size": 2, "ema_decay": 0.9, "warmup_steps": 0}
+    assert load_record(out)["stages"]["base"]["schedule"] == schedule
+    trained = checkpoint.load(out / "base" / "checkpoint.safetensors").config["train"]
+    assert {key: trained[key] for key in schedule} == schedule  # not the preset's 3 steps of 4
+    capsys.readouterr()
+    assert run("train", "--stage", "superres", "--out", tmp_path / "new", "--batch-size",
+               0) == 2
+    assert "batch_size must be a whole number >= 1" in error_line(capsys)
 
 
 def test_train_from_an_image_caption_folder(tmp_path):

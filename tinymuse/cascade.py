@@ -35,6 +35,11 @@ Training further. A transformer stage's learning rate follows a schedule to its 
 ``more-2``, …, then puts the new weights in place, records the round in ``cascade.json`` and
 assembles the pipeline again.
 
+A transformer stage's schedule can differ from the preset's: ``schedule={"steps": …,
+"batch_size": …, "lr": …, "warmup_steps": …, "ema_decay": …}`` (``tinymuse train --stage base
+--steps N --batch-size B``), e.g. a larger batch on a GPU. The stage's entry in ``cascade.json``
+records it.
+
 Presets. ``tiny`` trains in seconds and exists for tests (its images are noise); ``small`` is a
 shorter run of smaller models; ``default`` is the run meant for the weights bundled in
 ``tinymuse/assets`` (the README records what one run of it reached, and how long it took).
@@ -51,10 +56,11 @@ from pathlib import Path
 from . import backend
 
 __all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade", "train_more",
-           "stage_paths", "load_record"]
+           "stage_paths", "load_record", "SCHEDULE_KEYS"]
 
 STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders", "base",
           "superres", "pipeline")
+MORE_STAGES = ("base", "superres")  # the transformer stages: their schedule can be changed
 RECORD = "cascade.json"
 
 
@@ -363,12 +369,13 @@ _TITLES = {"base": "base transformer", "superres": "super-resolution transformer
 
 
 def _train_transformer(stage: str):
-    def run(out, preset, data, device, progress):
+    def run(out, preset, data, device, progress, schedule=None):
         from .train import train_stage
 
         model, cache, monitor = _SETUPS[stage](out, preset, data, device)
-        result = train_stage(model, cache, _train_config(preset, stage, progress),
-                             stage_paths(out)[stage].parent, monitor=monitor, resume=True)
+        config = dataclasses.replace(_train_config(preset, stage, progress), **(schedule or {}))
+        result = train_stage(model, cache, config, stage_paths(out)[stage].parent,
+                             monitor=monitor, resume=True)
         if progress:
             print(f"{_TITLES[stage]}: steps {result.start_step}-{result.step} in "
                   f"{result.seconds / 60:.1f} min", flush=True)
@@ -427,18 +434,47 @@ def _save_record(out: Path, record: dict) -> None:
     temporary.replace(out / RECORD)
 
 
+SCHEDULE_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "ema_decay")
+
+
+def _check_schedule(stage: str, schedule: dict | None) -> dict:
+    """The schedule changes for a transformer stage, checked; warm-up follows the steps."""
+    if not schedule:
+        return {}
+    if stage not in MORE_STAGES:
+        raise CascadeError(f"a training schedule (steps, batch size, lr, warm-up, EMA) is set "
+                           f"for one transformer stage (--stage base or --stage superres), "
+                           f"not {stage!r}")
+    unknown = set(schedule) - set(SCHEDULE_KEYS)
+    if unknown:
+        raise CascadeError(f"unknown schedule keys {sorted(unknown)}; use {SCHEDULE_KEYS}")
+    for key in ("steps", "batch_size", "warmup_steps"):
+        value = schedule.get(key)
+        least = 0 if key == "warmup_steps" else 1
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < least):
+            raise CascadeError(f"{key} must be a whole number >= {least}, got {value!r}")
+    schedule = dict(schedule)
+    if "steps" in schedule and "warmup_steps" not in schedule:
+        schedule["warmup_steps"] = min(200, schedule["steps"] // 10)
+    return schedule
+
+
 def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "default",
                   data: str = "shapes", resume: bool = False, device: str = "cpu",
-                  progress: bool = True, log=print) -> dict:
+                  progress: bool = True, log=print, schedule: dict | None = None) -> dict:
     """Train ``stage`` (one of :data:`STAGES`, or ``"all"`` for every stage in order) of a
     cascade in ``out_dir``; return the run record (also written to ``out_dir/cascade.json``).
 
     ``data`` is ``"shapes"`` (the shapes world) or the path of an image-caption folder.
     With ``resume``, finished stages are skipped and unfinished ones continue from their
-    checkpoints; without it, a folder that already holds a run is refused.
+    checkpoints; without it, a folder that already holds a run is refused. ``schedule``
+    (with ``stage`` "base" or "superres") replaces the preset's values of
+    :data:`SCHEDULE_KEYS` for that stage; resume it with the same schedule.
     """
     if stage != "all" and stage not in STAGES:
         raise CascadeError(f"unknown stage {stage!r}; choose 'all' or one of {', '.join(STAGES)}")
+    schedule = _check_schedule(stage, schedule)
     if isinstance(preset, str):
         if preset not in PRESETS:
             raise CascadeError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
@@ -469,23 +505,23 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
         started = time.perf_counter()
         finished = False
         try:
-            _RUNNERS[name](out, preset, data, device, progress)
+            _RUNNERS[name](out, preset, data, device, progress,
+                           **({"schedule": schedule} if schedule else {}))
             finished = True
         finally:
             # An interrupted stage keeps its time, so a resumed run still reports the total.
             seconds = time.perf_counter() - started
-            record = _update_record(out, name, seconds, finished)
+            record = _update_record(out, name, seconds, finished, schedule)
         if finished:
             log(f"[{name}] done in {seconds:.0f} s")
     return record
 
 
-MORE_STAGES = ("base", "superres")
-
 
 def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
                warmup_steps: int | None = None, ema: float | None = None,
-               device: str = "cpu", progress: bool = True, log=print) -> dict:
+               device: str = "cpu", progress: bool = True, log=print,
+               batch_size: int | None = None) -> dict:
     """Train the finished ``stage`` (``"base"`` or ``"superres"``) of the run in ``out_dir``
     for ``steps`` more steps, from its current weights, with a fresh warm-up + cosine
     schedule peaking at ``lr`` (default: the preset's). Returns the run record.
@@ -521,6 +557,9 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
         lr=preset.lr if lr is None else lr,
         warmup_steps=min(200, steps // 10) if warmup_steps is None else warmup_steps,
         ema_decay=preset.ema if ema is None else ema)
+    if batch_size is not None:
+        config = dataclasses.replace(config, batch_size=_check_schedule(
+            stage, {"batch_size": batch_size})["batch_size"])
     log(f"[{stage}] {steps} more steps from its weights (lr {config.lr:g}) in {folder}")
     started = time.perf_counter()
     # the architecture is the saved model's: the preset may have changed since it was trained
@@ -540,7 +579,7 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     entry = record["stages"][stage]
     entry.setdefault("more", []).append(
         {"steps": steps, "lr": config.lr, "warmup_steps": config.warmup_steps,
-         "ema": config.ema_decay, "seconds": round(seconds, 1),
+         "ema": config.ema_decay, "batch_size": config.batch_size, "seconds": round(seconds, 1),
          "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
     entry["seconds"] = round(entry["seconds"] + seconds, 1)
     record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
@@ -553,15 +592,19 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     return record
 
 
-def _update_record(out: Path, name: str, seconds: float, finished: bool) -> dict:
+def _update_record(out: Path, name: str, seconds: float, finished: bool,
+                   schedule: dict | None = None) -> dict:
     """Add ``seconds`` of training to stage ``name`` in ``cascade.json`` (read afresh, so two
-    stages trained at once by two commands both get recorded)."""
+    stages trained at once by two commands both get recorded), with its ``schedule`` if it
+    was not the preset's."""
     record = load_record(out)
     partial = record.setdefault("partial_seconds", {})
     total = partial.pop(name, 0.0) + seconds
     if finished:
         record["stages"][name] = {"seconds": round(total, 1),
                                   "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+        if schedule:
+            record["stages"][name]["schedule"] = schedule
     else:
         partial[name] = round(total, 1)
     record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)

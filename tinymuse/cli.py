@@ -295,19 +295,25 @@ def _format_scores(entry: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from .cascade import train_cascade, train_more
+    from .cascade import MORE_STAGES, train_cascade, train_more
 
     if args.more_steps is not None:
+        if args.steps is not None:
+            raise CommandError("--more-steps is already the number of steps; drop --steps")
         record = train_more(args.out, args.stage, args.more_steps, lr=args.lr,
                             warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
-                            progress=not args.quiet)
+                            progress=not args.quiet, batch_size=args.batch_size)
     else:
-        if (args.lr, args.warmup_steps, args.ema) != (None, None, None):
-            raise CommandError("--lr, --warmup-steps and --ema go with --more-steps; a stage's "
-                               "first training takes them from --preset")
+        schedule = {key: value for key, value in (
+            ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+            ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
+        if schedule and args.stage not in MORE_STAGES:
+            raise CommandError("--steps, --batch-size, --lr, --warmup-steps and --ema set one "
+                               "transformer stage's schedule: use them with --stage base or "
+                               "--stage superres (other stages take theirs from --preset)")
         record = train_cascade(args.out, stage=args.stage, preset=args.preset, data=args.data,
                                resume=args.resume, device=args.device,
-                               progress=not args.quiet)
+                               progress=not args.quiet, schedule=schedule)
     stages = ", ".join(f"{name} {entry['seconds']:.0f} s"
                        for name, entry in record["stages"].items())
     print(f"{args.out}: {stages} (total {record.get('seconds', 0) / 60:.1f} min)")
@@ -449,10 +455,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     more = train.add_argument_group(
-        "training a finished transformer stage further (with --stage base or superres)")
+        "a transformer stage's schedule (with --stage base or superres; default: the preset's)")
     more.add_argument("--more-steps", type=int, metavar="N",
-                      help="N more steps from the stage's weights, with a fresh warm-up and "
-                           "cosine schedule (run it again to resume it)")
+                      help="N more steps from the finished stage's weights, with a fresh "
+                           "warm-up and cosine schedule (run it again to resume it)")
+    more.add_argument("--steps", type=int, help="the stage's training steps")
+    more.add_argument("--batch-size", type=int,
+                      help="e.g. larger on a GPU, where a step of the preset's batch is "
+                           "mostly overhead")
     more.add_argument("--lr", type=float, help="peak learning rate (default: the preset's)")
     more.add_argument("--warmup-steps", type=int, help="default: N/10, at most 200")
     more.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 "

@@ -411,6 +411,14 @@ def test_bad_boxes_and_shifts(run_dir, picture, capsys):
     assert "--shift takes 2" in error_line(capsys)
 
 
+def test_a_negative_guidance_scale_is_named_by_its_flag(run_dir, picture, capsys):
+    for command, flag in ((["generate", "a red circle"], "--sr-guidance"),
+                          (["edit", picture, "a red circle"], "--guidance"),
+                          (["demo"], "--guidance")):
+        assert run(*command, "--pipeline", run_dir, flag, -1) == 2
+        assert f"{flag} must be a number >= 0" in error_line(capsys)
+
+
 def test_missing_and_damaged_pipelines(run_dir, tmp_path, capsys, monkeypatch):
     assert run("generate", "a red circle", "--pipeline", tmp_path / "none") == 2
     assert "no pipeline at" in error_line(capsys)

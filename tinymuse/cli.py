@@ -478,6 +478,15 @@ def _one_line(error: BaseException) -> str:
     return message
 
 
+def _check_scales(args) -> None:
+    """Guidance scales are checked here too, so that the message names the flag."""
+    for name in ("guidance", "sr_guidance"):
+        value = getattr(args, name, None)
+        if value is not None and not value >= 0:
+            raise CommandError(f"--{name.replace('_', '-')} must be a number >= 0 (0: no "
+                               f"guidance), got {value}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -489,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
     expected = (ValueError, OSError, CheckpointError, CommandError)  # OSError: missing and
     # unreadable files
     try:
+        _check_scales(args)
         return args.run(args)
     except expected as error:
         if args.debug:

@@ -411,6 +411,21 @@ def test_bad_boxes_and_shifts(run_dir, picture, capsys):
     assert "--shift takes 2" in error_line(capsys)
 
 
+def test_edit_guides_the_super_resolution_stage_as_told(run_dir, picture, tmp_path):
+    from tinymuse.pipeline import Pipeline
+
+    pipeline = Pipeline.load(run_dir / "pipeline")
+    image = png(picture)
+    options = dict(iterations=2, sr_steps=2, seed=0, output="uint8")
+    for flags, guidance in (([], (4.0, 4.0)), (["--sr-guidance", 0], (4.0, 0.0)),
+                            (["--guidance", 1, "--sr-guidance", 2], (1.0, 2.0))):
+        out = tmp_path / "edited.png"
+        assert run("edit", picture, "a blue square", "--iterations", 2, "--sr-steps", 2,
+                   "--pipeline", run_dir, "--out", out, *flags) == 0
+        expected = pipeline.edit(image, "a blue square", guidance_scale=guidance, **options)
+        np.testing.assert_array_equal(png(out), expected[0])
+
+
 def test_a_negative_guidance_scale_is_named_by_its_flag(run_dir, picture, capsys):
     for command, flag in ((["generate", "a red circle"], "--sr-guidance"),
                           (["edit", picture, "a red circle"], "--guidance"),

@@ -212,10 +212,11 @@ def cmd_edit(args) -> int:
     started = time.perf_counter()
     pipeline = load_pipeline(args)
     image = _edit_input(args, pipeline)
+    sr_guidance = args.guidance if args.sr_guidance is None else args.sr_guidance
     images = pipeline.edit(image, args.prompt, iterations=args.iterations,
-                           fraction=args.fraction, guidance_scale=args.guidance,
-                           top_k=args.top_k, sr_steps=args.sr_steps, seed=args.seed,
-                           output="uint8")
+                           fraction=args.fraction, guidance_scale=(args.guidance, sr_guidance),
+                           temperature=args.temperature, top_k=args.top_k,
+                           sr_steps=args.sr_steps, seed=args.seed, output="uint8")
     _done(save_images(images, args.out, 1, args.scale), "editing", started)
     return 0
 
@@ -420,7 +421,10 @@ def build_parser() -> argparse.ArgumentParser:
     edit.add_argument("--iterations", type=int, default=30)
     edit.add_argument("--fraction", type=float, default=0.08,
                       help="share of tokens resampled per iteration (Muse: 0.08)")
-    edit.add_argument("--guidance", type=float, default=4.0)
+    edit.add_argument("--guidance", type=float, default=4.0, help="Muse: 4")
+    edit.add_argument("--sr-guidance", type=float,
+                      help="the super-resolution stage's (default: --guidance)")
+    edit.add_argument("--temperature", type=float, default=1.0)
     edit.add_argument("--top-k", type=int, default=3)
     edit.add_argument("--sr-steps", type=int, default=8)
     edit.add_argument("--out", default="tinymuse-edit.png")

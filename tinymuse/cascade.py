@@ -517,7 +517,6 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
     return record
 
 
-
 def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
                warmup_steps: int | None = None, ema: float | None = None,
                device: str = "cpu", progress: bool = True, log=print,

@@ -205,6 +205,33 @@ def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
     assert (out / "base" / "model.safetensors").read_bytes() != weights
 
 
+def test_two_commands_finishing_at_once_both_get_recorded(tmp_path):
+    import threading
+
+    from tinymuse.cascade import RECORD, CascadeError, _record_lock, _update_record
+
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / RECORD).write_text(json.dumps({"preset": {}, "data": "shapes", "stages": {}}))
+    lock = out / f".{RECORD}.lock"
+    lock.write_text("")  # another command is in the middle of updating the record
+    finish_base = threading.Thread(target=_update_record, args=(out, "base", 5.0, True))
+    finish_base.start()
+    finish_base.join(0.3)
+    assert finish_base.is_alive() and load_record(out)["stages"] == {}  # it waits its turn
+    record = load_record(out)  # the other command's update, then its lock released
+    record["stages"]["superres"] = {"seconds": 7.0}
+    (out / RECORD).write_text(json.dumps(record))
+    lock.unlink()
+    finish_base.join(5)
+    assert not finish_base.is_alive() and not lock.exists()
+    assert set(load_record(out)["stages"]) == {"base", "superres"}  # neither update lost
+    lock.write_text("")  # left behind by a command killed mid-update
+    with pytest.raises(CascadeError, match="delete it"):
+        with _record_lock(out, timeout=0.1):
+            pass
+
+
 def test_python_dash_m_tinymuse_train_continues_a_model_at_its_own_size(run_dir, tmp_path):
     from tinymuse import train as train_module
 

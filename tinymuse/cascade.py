@@ -48,8 +48,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -434,6 +436,34 @@ def _save_record(out: Path, record: dict) -> None:
     temporary.replace(out / RECORD)
 
 
+@contextmanager
+def _record_lock(out: Path, timeout: float = 60.0):
+    """Hold ``out``'s record while it is read, changed and written back.
+
+    Two commands may train two stages of one run side by side; when both finish at once,
+    each must add its entry to the other's, not overwrite it. The lock is a file that only
+    one process can create (``O_EXCL``, on every operating system); it is held for the
+    milliseconds of one update.
+    """
+    lock = out / f".{RECORD}.lock"
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            if time.monotonic() > deadline:
+                raise CascadeError(f"{lock} has been held for {timeout:.0f} s; if no other "
+                                   f"`tinymuse train` is running on {out}, delete it and run "
+                                   f"the command again (training resumes)") from None
+            time.sleep(0.05)
+    try:
+        yield
+    finally:
+        os.close(handle)
+        lock.unlink()
+
+
 SCHEDULE_KEYS = ("steps", "batch_size", "lr", "warmup_steps", "ema_decay")
 
 
@@ -495,7 +525,8 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
             raise CascadeError(f"{out} already holds this run; pass --resume to continue it "
                                f"(finished stages are skipped) or choose another --out")
     out.mkdir(parents=True, exist_ok=True)
-    _save_record(out, record)
+    if not (out / RECORD).exists():
+        _save_record(out, record)
     todo = STAGES if stage == "all" else (stage,)
     for name in todo:
         if name in record["stages"] and resume:
@@ -572,17 +603,18 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     temporary = weights.with_name(f".{weights.name}.tmp")
     shutil.copyfile(folder / weights.name, temporary)
     temporary.replace(weights)  # atomic: the stage's weights are old or new, never half
-    record = load_record(out)
-    seconds = record.get("partial_seconds", {}).pop(partial_key, 0.0) + (
-        time.perf_counter() - started)
-    entry = record["stages"][stage]
-    entry.setdefault("more", []).append(
-        {"steps": steps, "lr": config.lr, "warmup_steps": config.warmup_steps,
-         "ema": config.ema_decay, "batch_size": config.batch_size, "seconds": round(seconds, 1),
-         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-    entry["seconds"] = round(entry["seconds"] + seconds, 1)
-    record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
-    _save_record(out, record)
+    with _record_lock(out):
+        record = load_record(out)
+        seconds = record.get("partial_seconds", {}).pop(partial_key, 0.0) + (
+            time.perf_counter() - started)
+        entry = record["stages"][stage]
+        entry.setdefault("more", []).append(
+            {"steps": steps, "lr": config.lr, "warmup_steps": config.warmup_steps,
+             "ema": config.ema_decay, "batch_size": config.batch_size,
+             "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        entry["seconds"] = round(entry["seconds"] + seconds, 1)
+        record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+        _save_record(out, record)
     log(f"[{stage}] steps {result.start_step}-{result.step} of {steps} more in "
         f"{seconds / 60:.1f} min; weights in {weights}")
     if "pipeline" in record["stages"]:
@@ -596,16 +628,17 @@ def _update_record(out: Path, name: str, seconds: float, finished: bool,
     """Add ``seconds`` of training to stage ``name`` in ``cascade.json`` (read afresh, so two
     stages trained at once by two commands both get recorded), with its ``schedule`` if it
     was not the preset's."""
-    record = load_record(out)
-    partial = record.setdefault("partial_seconds", {})
-    total = partial.pop(name, 0.0) + seconds
-    if finished:
-        record["stages"][name] = {"seconds": round(total, 1),
-                                  "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
-        if schedule:
-            record["stages"][name]["schedule"] = schedule
-    else:
-        partial[name] = round(total, 1)
-    record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
-    _save_record(out, record)
+    with _record_lock(out):
+        record = load_record(out)
+        partial = record.setdefault("partial_seconds", {})
+        total = partial.pop(name, 0.0) + seconds
+        if finished:
+            record["stages"][name] = {"seconds": round(total, 1),
+                                      "finished": time.strftime("%Y-%m-%d %H:%M:%S")}
+            if schedule:
+                record["stages"][name]["schedule"] = schedule
+        else:
+            partial[name] = round(total, 1)
+        record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+        _save_record(out, record)
     return record

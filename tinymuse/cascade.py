@@ -472,9 +472,10 @@ def _check_schedule(stage: str, schedule: dict | None) -> dict:
     if not schedule:
         return {}
     if stage not in MORE_STAGES:
-        raise CascadeError(f"a training schedule (steps, batch size, lr, warm-up, EMA) is set "
-                           f"for one transformer stage (--stage base or --stage superres), "
-                           f"not {stage!r}")
+        raise CascadeError(f"a training schedule (--steps, --batch-size, --lr, "
+                           f"--warmup-steps, --ema) is for one transformer stage: use it "
+                           f"with --stage base or --stage superres, not {stage!r} (other "
+                           f"stages take theirs from the preset)")
     unknown = set(schedule) - set(SCHEDULE_KEYS)
     if unknown:
         raise CascadeError(f"unknown schedule keys {sorted(unknown)}; use {SCHEDULE_KEYS}")

@@ -296,7 +296,7 @@ def _format_scores(entry: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from .cascade import MORE_STAGES, train_cascade, train_more
+    from .cascade import train_cascade, train_more
 
     if args.more_steps is not None:
         if args.steps is not None:
@@ -308,10 +308,6 @@ def cmd_train(args) -> int:
         schedule = {key: value for key, value in (
             ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
             ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
-        if schedule and args.stage not in MORE_STAGES:
-            raise CommandError("--steps, --batch-size, --lr, --warmup-steps and --ema set one "
-                               "transformer stage's schedule: use them with --stage base or "
-                               "--stage superres (other stages take theirs from --preset)")
         record = train_cascade(args.out, stage=args.stage, preset=args.preset, data=args.data,
                                resume=args.resume, device=args.device,
                                progress=not args.quiet, schedule=schedule)

@@ -1,4 +1,6 @@
 """The base transformer: masking, the masked-token loss, caption dropout, empty prompts."""
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
@@ -197,6 +199,17 @@ def test_frozen_text_encoder_gets_no_update_and_joint_training_does(tokenizer):
     frozen = tiny_model(tokenizer)
     frozen.train()
     assert not frozen.text_encoder.training, "a frozen encoder stays in eval mode"
+
+
+def test_an_encoder_taken_from_a_frozen_model_thaws_for_joint_training(tokenizer):
+    frozen = tiny_model(tokenizer)  # its encoder's parameters now say requires_grad=False
+    joint = BaseTransformer(dataclasses.replace(frozen.config, train_text_encoder=True),
+                            text_encoder=frozen.text_encoder, tokenizer=tokenizer,
+                            generator=backend.Generator(0))
+    step = joint.training_loss(random_batch(np.random.default_rng(0), vocab=tokenizer.vocab_size),
+                               backend.Generator(0))
+    step.loss.backward()
+    assert all(p.requires_grad and p.grad is not None for p in joint.text_encoder.parameters())
 
 
 def test_logits_never_offer_the_mask_token_and_shapes_are_checked():

@@ -191,9 +191,10 @@ class BaseTransformer(nn.Module):
         self.norm = nn.LayerNorm(d)
         self.head = nn.Linear(d, config.codebook_size, generator=generator)  # never predicts [MASK]
         self.tokenizer = tokenizer  # a plain attribute: not a Module, not saved in state_dict
+        # Both ways: an encoder taken from a frozen model must thaw for joint training.
+        for param in self.text_encoder.parameters():
+            param.requires_grad_(config.train_text_encoder)
         if not config.train_text_encoder:
-            for param in self.text_encoder.parameters():
-                param.requires_grad_(False)
             self.text_encoder.eval()
 
     @property

@@ -287,6 +287,22 @@ def test_a_transformer_stage_trains_on_its_own_schedule_and_records_it(run_dir, 
     assert "batch_size must be a whole number >= 1" in error_line(capsys)
 
 
+def test_a_resumed_run_keeps_the_preset_it_was_started_with(run_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    shutil.rmtree(out / "base")
+    record = load_record(out)
+    del record["stages"]["base"]
+    record["preset"]["base_steps"] = 5  # as if this version's "tiny" preset said 3 since
+    (out / "cascade.json").write_text(json.dumps(record))
+    capsys.readouterr()
+    assert run("train", "--stage", "base", "--preset", "tiny", "--out", out, "--resume",
+               "--quiet") == 0
+    assert "base_steps (5 here, 3 now)" in capsys.readouterr().out
+    trained = checkpoint.load(out / "base" / "checkpoint.safetensors")
+    assert trained.config["train"]["steps"] == 5 and trained.metadata["step"] == 5
+
+
 def test_train_from_an_image_caption_folder(tmp_path):
     folder = tmp_path / "pictures"
     folder.mkdir()

@@ -525,6 +525,7 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
         if not resume and (stage == "all" or stage in record["stages"]):
             raise CascadeError(f"{out} already holds this run; pass --resume to continue it "
                                f"(finished stages are skipped) or choose another --out")
+        preset = _recorded_preset(record, preset, out, log)
     out.mkdir(parents=True, exist_ok=True)
     if not (out / RECORD).exists():
         _save_record(out, record)
@@ -547,6 +548,21 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
         if finished:
             log(f"[{name}] done in {seconds:.0f} s")
     return record
+
+
+def _recorded_preset(record: dict, preset: CascadePreset, out: Path, log) -> CascadePreset:
+    """The preset a run was started with, as ``cascade.json`` recorded it. A run continues
+    with its own values even if this version's preset of that name has changed since (its
+    stages must fit together); the changed values are named."""
+    recorded = CascadePreset(**record["preset"])
+    now = json.loads(json.dumps(dataclasses.asdict(preset)))  # tuples as JSON keeps them
+    then = json.loads(json.dumps(dataclasses.asdict(recorded)))
+    changed = [key for key in now if now[key] != then[key]]
+    if changed:
+        log(f"note: {out} keeps the {preset.name!r} preset it was started with; this version's "
+            f"differs in " + ", ".join(f"{key} ({then[key]!r} here, {now[key]!r} now)"
+                                       for key in changed))
+    return recorded
 
 
 def train_more(out_dir, stage: str, steps: int, lr: float | None = None,

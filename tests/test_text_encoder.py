@@ -145,6 +145,21 @@ def test_mlm_loss_is_the_cross_entropy_of_the_original_ids_at_the_chosen_tokens(
     assert accuracy == pytest.approx(np.mean(logits.argmax(-1)[chosen] == ids[chosen]))
 
 
+def test_identity_weight_adds_the_cross_entropy_of_the_visible_tokens():
+    rng = np.random.default_rng(0)
+    ids, mask = padded_batch([5, 3, 6], 6, rng)
+    model = MaskedLanguageModel(tiny_encoder(), generator=backend.Generator(0))
+    plain, _ = mlm_loss(model, ids, mask, 0.4, backend.Generator(7))
+    loss, _ = mlm_loss(model, ids, mask, 0.4, backend.Generator(7), identity_weight=0.5)
+    inputs, chosen = mask_caption_tokens(ids, mask, TINY, 0.4, backend.Generator(7))
+    logits = model(inputs, mask).numpy().astype(np.float64)
+    log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    nll = -np.take_along_axis(log_p, ids[..., None], -1)[..., 0]
+    visible = mask & ~chosen  # real tokens left as they were, padding excluded
+    assert loss.item() == pytest.approx(nll[chosen].mean() + 0.5 * nll[visible].mean(), rel=1e-5)
+    assert plain.item() == pytest.approx(nll[chosen].mean(), rel=1e-5)
+
+
 def test_mlm_pretraining_lowers_the_loss(corpus):
     captions, tokenizer = corpus
     config = TextEncoderConfig(vocab_size=tokenizer.vocab_size, max_length=24, d_model=32,

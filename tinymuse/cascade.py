@@ -81,6 +81,7 @@ class CascadePreset:
     text: dict = field(default_factory=dict)        # TextEncoderConfig changes
     text_steps: int = 2000
     text_batch: int = 64
+    text_identity_weight: float = 0.0  # MLM's extra term that keeps token identity (mlm_loss)
     # the two VQ tokenizers (VQConfig changes; steps and batch of VQTrainConfig)
     vq_base: dict = field(default_factory=dict)
     vq_base_steps: int = 2000
@@ -226,7 +227,8 @@ def _train_text(out, preset, data, device, progress):
     encoder = TextEncoder(config, generator=backend.Generator(0)).to(device)
     losses = pretrain_text_encoder(encoder, tokenizer, _captions(data, preset),
                                    PretrainConfig(steps=preset.text_steps,
-                                                  batch_size=preset.text_batch, seed=0),
+                                                  batch_size=preset.text_batch, seed=0,
+                                                  identity_weight=preset.text_identity_weight),
                                    progress=progress)
     encoder.save(paths["text"], metadata={"mlm_loss_last": losses[-1], "steps": len(losses)})
 

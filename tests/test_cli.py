@@ -67,6 +67,7 @@ def test_train_all_records_every_stage_and_assembles_a_pipeline(run_dir):
     assert (run_dir / "pipeline" / "pipeline.json").is_file()
     manifest = json.loads((run_dir / "pipeline" / "pipeline.json").read_text())
     assert manifest["dtype"] == "float16"
+    assert manifest["shared_text_encoder"], "one frozen encoder, stored once for both stages"
 
 
 def test_the_pipeline_decodes_with_the_fine_tuned_decoders_and_the_cached_tokens(run_dir):
@@ -80,6 +81,31 @@ def test_the_pipeline_decodes_with_the_fine_tuned_decoders_and_the_cached_tokens
         assert not np.array_equal(finetuned.decode(grids).numpy(), original.decode(grids).numpy())
         np.testing.assert_allclose(vq.decode(grids).numpy(), finetuned.decode(grids).numpy(),
                                    atol=2e-2)  # stored as float16
+
+
+def test_a_base_stage_that_trained_its_text_encoder_does_not_replace_the_superres_one(
+        run_dir, tmp_path):
+    from tinymuse.models import BaseTransformer
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    base = BaseTransformer.load(out / "base" / "model.safetensors")
+    for param in base.text_encoder.parameters():  # as if trained with train_text_encoder
+        param.data = param.data + 0.5
+    base.save(out / "base" / "model.safetensors")
+    record = load_record(out)
+    del record["stages"]["pipeline"]
+    (out / "cascade.json").write_text(json.dumps(record))
+    assert run("train", "--stage", "pipeline", "--preset", "tiny", "--out", out, "--resume",
+               "--quiet") == 0
+    pipeline = Pipeline.load(out / "pipeline")
+    superres = checkpoint.load(out / "superres" / "model.safetensors").tensors
+    for name, value in pipeline.superres.text_encoder.state_dict().items():
+        np.testing.assert_allclose(value, superres[f"text_encoder.{name}"], rtol=2e-3,
+                                   atol=1e-3)  # stored as float16
+    for name, value in pipeline.base.text_encoder.state_dict().items():
+        np.testing.assert_allclose(value, base.text_encoder.state_dict()[name], rtol=2e-3,
+                                   atol=1e-3)
 
 
 def test_train_refuses_to_overwrite_and_resume_skips_finished_stages(run_dir, capsys):

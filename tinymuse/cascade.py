@@ -55,6 +55,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from . import backend
 
 __all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade", "train_more",
@@ -397,11 +399,19 @@ def _assemble(out, preset, data, device, progress):
     tokenizer = Tokenizer.load(paths["tokenizer"])
     base = BaseTransformer.load(paths["base"], tokenizer=tokenizer)
     superres = SuperResTransformer.load(paths["superres"], tokenizer=tokenizer)
-    superres.text_encoder = base.text_encoder  # both were trained on the same frozen copy
+    if _same_weights(base.text_encoder, superres.text_encoder):
+        superres.text_encoder = base.text_encoder  # one frozen copy, stored once
+    # else a stage trained its encoder jointly (train_text_encoder): each keeps its own
     pipeline = Pipeline.from_components(tokenizer=tokenizer, base_vq=_final_vq(paths, "base"),
                                         base=base, superres_vq=_final_vq(paths, "superres"),
                                         superres=superres)
     pipeline.save(paths["pipeline"], dtype="float16")
+
+
+def _same_weights(first, second) -> bool:
+    ours, theirs = first.state_dict(), second.state_dict()
+    return ours.keys() == theirs.keys() and all(
+        np.array_equal(ours[k], theirs[k]) for k in ours)
 
 
 _RUNNERS = {

@@ -158,6 +158,8 @@ def test_identity_weight_adds_the_cross_entropy_of_the_visible_tokens():
     visible = mask & ~chosen  # real tokens left as they were, padding excluded
     assert loss.item() == pytest.approx(nll[chosen].mean() + 0.5 * nll[visible].mean(), rel=1e-5)
     assert plain.item() == pytest.approx(nll[chosen].mean(), rel=1e-5)
+    with pytest.raises(ValueError, match="identity_weight must be >= 0"):
+        pretrain_text_encoder(tiny_encoder(), None, [], PretrainConfig(identity_weight=-1.0))
 
 
 def test_mlm_pretraining_lowers_the_loss(corpus):

@@ -140,6 +140,9 @@ def pretrain_text_encoder(encoder: TextEncoder, tokenizer, captions, config: Pre
     every step. Batches are drawn at random (seeded by ``config.seed``) from the encoded
     corpus; AdamW with warm-up and cosine decay, gradient clipping."""
     config = config or PretrainConfig()
+    if not config.identity_weight >= 0:
+        raise ValueError(f"identity_weight must be >= 0 (0: BERT's loss alone), got "
+                         f"{config.identity_weight}")
     if encoder.config.vocab_size != tokenizer.vocab_size:
         raise ValueError(f"the encoder's vocab_size is {encoder.config.vocab_size} but the "
                          f"tokenizer has {tokenizer.vocab_size} ids; build the encoder with "

@@ -31,6 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from tinymuse.cli import ASSETS  # noqa: E402
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.data.grammar import DIGITS, LETTERS  # noqa: E402
+from tinymuse.decoding import log_softmax  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
 from tinymuse.tensor import no_grad  # noqa: E402
 from tinymuse.vq.tokens import load_examples  # noqa: E402
@@ -62,8 +63,7 @@ def probe(base, grids, captions, hide: float, seed: int = 0) -> tuple[float, flo
         with no_grad():
             context = base.encode_text(*base.tokenize(candidates, check_words=False))
             logits = base.logits(tokens, context).numpy().astype(np.float64)
-        log_p = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
-        nll = -log_p[:, np.arange(grid.size), grid][:, hidden].sum(axis=1)
+        nll = -log_softmax(logits)[:, np.arange(grid.size), grid][:, hidden].sum(axis=1)
         hits += int(np.argmin(nll) == truth)
         ranks += int((nll < nll[truth]).sum())
     return hits / len(grids), ranks / len(grids)

@@ -568,7 +568,7 @@ def _recorded_preset(record: dict, preset: CascadePreset, out: Path, log) -> Cas
     with its own values even if this version's preset of that name has changed since (its
     stages must fit together); the changed values are named."""
     recorded = CascadePreset(**record["preset"])
-    now = json.loads(json.dumps(dataclasses.asdict(preset)))  # tuples as JSON keeps them
+    now = json.loads(json.dumps(dataclasses.asdict(preset)))  # tuples as lists, as recorded
     then = json.loads(json.dumps(dataclasses.asdict(recorded)))
     changed = [key for key in now if now[key] != then[key]]
     if changed:

@@ -119,6 +119,27 @@ def test_train_refuses_to_overwrite_and_resume_skips_finished_stages(run_dir, ca
     assert load_record(run_dir)["stages"] == before["stages"]
 
 
+def test_resume_reassembles_a_missing_pipeline_and_names_a_missing_stage_file(
+        run_dir, tmp_path, capsys):
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    shutil.rmtree(out / "pipeline")
+    capsys.readouterr()
+    assert run("train", "--stage", "all", "--preset", "tiny", "--out", out, "--resume",
+               "--quiet") == 0
+    assert "pipeline.json is missing; assembling it again" in capsys.readouterr().out
+    Pipeline.load(out / "pipeline")
+
+    (out / "base" / "model.safetensors").unlink()
+    before = load_record(out)
+    assert run("train", "--stage", "all", "--preset", "tiny", "--out", out, "--resume",
+               "--quiet") == 2
+    line = error_line(capsys)
+    assert "stage 'base' as finished" in line and "model.safetensors is missing" in line
+    assert load_record(out) == before
+    assert (out / "pipeline" / "pipeline.json").is_file(), "what was saved is kept"
+
+
 def test_train_refuses_another_preset_in_the_same_folder(run_dir, capsys):
     assert run("train", "--preset", "small", "--out", run_dir, "--resume") == 2
     assert "preset 'tiny'" in error_line(capsys)

@@ -164,6 +164,17 @@ def stage_paths(out_dir) -> dict:
     }
 
 
+def _outputs(out_dir, stage: str) -> list[Path]:
+    """The files a finished ``stage`` leaves in the run folder ``out_dir``."""
+    paths = stage_paths(out_dir)
+    if stage == "pipeline":
+        return [paths["pipeline"] / "pipeline.json"]
+    if stage in ("tokens", "decoders"):
+        prefix = "tokens" if stage == "tokens" else "decoder"
+        return [paths[f"{prefix}-base"], paths[f"{prefix}-superres"]]
+    return [paths[stage]]
+
+
 def load_record(out_dir) -> dict | None:
     """The ``cascade.json`` of a run folder, or None if there is none."""
     path = Path(out_dir) / RECORD
@@ -512,7 +523,9 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
 
     ``data`` is ``"shapes"`` (the shapes world) or the path of an image-caption folder.
     With ``resume``, finished stages are skipped and unfinished ones continue from their
-    checkpoints; without it, a folder that already holds a run is refused. ``schedule``
+    checkpoints (a missing pipeline folder is assembled again; a finished stage whose file is
+    missing is an error, not a silent skip); without it, a folder that already holds a run is
+    refused. ``schedule``
     (with ``stage`` "base" or "superres") replaces the preset's values of
     :data:`SCHEDULE_KEYS` for that stage; resume it with the same schedule.
     """
@@ -545,8 +558,17 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
     todo = STAGES if stage == "all" else (stage,)
     for name in todo:
         if name in record["stages"] and resume:
-            log(f"[{name}] already trained ({record['stages'][name]['seconds']:.0f} s); skipped")
-            continue
+            missing = [path for path in _outputs(out, name) if not path.exists()]
+            if not missing:
+                log(f"[{name}] already trained ({record['stages'][name]['seconds']:.0f} s); "
+                    f"skipped")
+                continue
+            if name != "pipeline":
+                raise CascadeError(
+                    f"{out} records stage {name!r} as finished but {missing[0]} is missing; "
+                    f"put it back, or delete {name!r} from {out / RECORD} to train the stage "
+                    f"again (stages after it were trained on its output)")
+            log(f"[pipeline] {missing[0]} is missing; assembling it again")
         log(f"[{name}] training ({preset.name} preset)")
         started = time.perf_counter()
         finished = False

@@ -466,6 +466,26 @@ def test_eval_reads_a_prompt_file(run_dir, tmp_path, capsys):
     assert "file/prompts (2 prompts)" in capsys.readouterr().out
 
 
+def test_the_base_stage_of_a_run_scores_at_8_and_16_steps_with_and_without_guidance(
+        run_dir, tmp_path, capsys):
+    from tinymuse.train import main as train_main
+
+    out = tmp_path / "base"
+    out.mkdir()
+    shutil.copyfile(run_dir / "base" / "model.safetensors", out / "model.safetensors")
+    vq = run_dir / "vq-base" / "tokenizer.safetensors"
+    with pytest.raises(SystemExit):
+        train_main(["--vq", str(vq), "--out", str(out), "--score", "--prompts", "1"])
+    assert "--text" in capsys.readouterr().err, "says where the tokenizer must come from"
+    assert train_main(["--vq", str(vq), "--out", str(out), "--text", str(run_dir / "tokenizer"),
+                       "--score", "--prompts", "1"]) == 0
+    scores = json.loads((out / "scores.json").read_text())
+    assert {key.split("/", 2)[2] for key in scores} == {
+        "steps=8/guidance=0", "steps=8/guidance=3", "steps=16/guidance=0", "steps=16/guidance=3"}
+    assert {key.split("/")[0] for key in scores} == {"train", "heldout"}
+    assert all(0.0 <= v <= 1.0 for entry in scores.values() for v in entry.values())
+
+
 # --------------------------------------------------------------------------- mistakes
 
 

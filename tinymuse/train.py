@@ -486,7 +486,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     vq = VQTokenizer.load(args.vq).eval()
     if args.score:
-        model = BaseTransformer.load(out / MODEL)
+        if not (out / MODEL).is_file():
+            parser.error(f"--score scores {out / MODEL}, and there is none")
+        # prompts are read with the SentencePiece model trained beside the text encoder
+        found = [folder / "tokenizer.model" for folder in (out, Path(args.text or out))
+                 if (folder / "tokenizer.model").is_file()]
+        if not found:
+            parser.error(f"--score reads prompts with a tokenizer.model, and {out} has none; "
+                         f"name the folder that holds it with --text (in a `tinymuse train` "
+                         f"run folder: RUN/tokenizer)")
+        model = BaseTransformer.load(out / MODEL, tokenizer=Tokenizer.load(found[0]))
         scores = {}
         for split in ("train", "heldout"):
             prompts = evaluation_prompts(args.prompts, split)

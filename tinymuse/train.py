@@ -459,7 +459,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, help="the run folder")
     parser.add_argument("--vq", required=True, help="the base VQ tokenizer (.safetensors)")
     parser.add_argument("--text", help="folder with tokenizer.model and "
-                        "text_encoder.safetensors (python -m tinymuse.text.pretrain)")
+                        "text_encoder.safetensors (python -m tinymuse.text.pretrain); with "
+                        "--score, where to find tokenizer.model if OUT has none")
     parser.add_argument("--tokens", help="image-token cache (python -m tinymuse.vq.tokens)")
     parser.add_argument("--preset", help="model size: baby, default, large (default: "
                         "'default', or with --init the size of the --init model)")

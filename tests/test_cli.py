@@ -397,16 +397,21 @@ def test_generate_several_prompts_and_samples_make_a_grid(run_dir, tmp_path):
 
 def test_only_the_base_stage_is_guided_unless_sr_guidance_says_so(run_dir, tmp_path):
     pipeline = Pipeline.load(run_dir / "pipeline")
+    # the super-resolution stage samples here: the tiny model's greedy one draws one code
+    # everywhere, guided or not
     for name, extra in (("default", []), ("both", ["--sr-guidance", 3])):
         assert run("generate", "a red circle", "--pipeline", run_dir, "--guidance", 3,
-                   *extra, "--out", tmp_path / f"{name}.png") == 0
+                   "--sr-temperature", 1, *extra, "--out", tmp_path / f"{name}.png") == 0
     default, both = png(tmp_path / "default.png"), png(tmp_path / "both.png")
     for image, guidance in ((default, (3.0, 0.0)), (both, (3.0, 3.0))):
         expected = pipeline.generate("a red circle", guidance_scale=guidance, seed=0,
-                                     output="uint8")[0]
+                                     temperature=(1.0, 1.0), output="uint8")[0]
         assert np.array_equal(image, expected)
     assert not np.array_equal(default, both)
-    assert np.array_equal(pipeline.generate("a red circle", seed=0, output="uint8")[0], default)
+    assert run("generate", "a red circle", "--pipeline", run_dir,
+               "--out", tmp_path / "plain.png") == 0
+    assert np.array_equal(pipeline.generate("a red circle", seed=0, output="uint8")[0],
+                          png(tmp_path / "plain.png")), "the command's defaults are the pipeline's"
 
 
 def test_demo_draws_every_example_prompt(run_dir, tmp_path):
@@ -536,10 +541,15 @@ def test_edit_guides_the_super_resolution_stage_as_told(run_dir, picture, tmp_pa
         np.testing.assert_array_equal(png(out), expected[0])
 
 
-def test_a_negative_guidance_scale_is_named_by_its_flag(run_dir, picture, capsys):
+def test_a_negative_guidance_scale_or_temperature_is_named_by_its_flag(run_dir, picture,
+                                                                       capsys):
     for command, flag in ((["generate", "a red circle"], "--sr-guidance"),
                           (["edit", picture, "a red circle"], "--guidance"),
-                          (["demo"], "--guidance")):
+                          (["demo"], "--guidance"),
+                          (["generate", "a red circle"], "--temperature"),
+                          (["eval", "--prompts", "1"], "--choice-temperature"),
+                          (["inpaint", picture, "a red circle", "--box", "0,0,8,8"],
+                           "--sr-choice-temperature")):
         assert run(*command, "--pipeline", run_dir, flag, -1) == 2
         assert f"{flag} must be a number >= 0" in error_line(capsys)
 

@@ -101,12 +101,12 @@ def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
     monkeypatch.setattr(decoding, "decode", spy)
     pipeline.generate(PROMPTS, base_steps=3, sr_steps=2, guidance_scale=(2.0, 0.5),
                       temperature=(1.5, 0.0), top_k=(4, None), negative_prompt="a green circle",
-                      seed=0)
+                      choice_temperature=(2.0, 1.0), seed=0)
     base, superres = calls
-    assert (base["steps"], base["guidance_scale"], base["temperature"], base["top_k"]) == \
-        (3, 2.0, 1.5, 4)
+    assert (base["steps"], base["guidance_scale"], base["temperature"], base["top_k"],
+            base["choice_temperature"]) == (3, 2.0, 1.5, 4, 2.0)
     assert (superres["steps"], superres["guidance_scale"], superres["temperature"],
-            superres["top_k"]) == (2, 0.5, 0.0, None)
+            superres["top_k"], superres["choice_temperature"]) == (2, 0.5, 0.0, None, 1.0)
     assert base["mask_id"] == 32 and superres["mask_id"] == 32
     # the negative prompt is the unconditional branch of both stages
     negative = pipeline.base.encode_prompts(["a green circle"] * 2)
@@ -117,6 +117,8 @@ def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
     assert all(c["uncond_condition"] is None for c in calls), "no guidance, no second branch"
     assert [c["temperature"] for c in calls] == [1.0, 0.0], \
         "by default the base stage samples and the super-resolution stage takes the likeliest"
+    assert [c["choice_temperature"] for c in calls] == [0.0, 4.5], \
+        "by default the base stage keeps its most confident tokens, without MaskGIT's noise"
     calls.clear()
     pipeline.generate(PROMPTS, temperature=0.7, seed=0, **FAST)
     assert [c["temperature"] for c in calls] == [0.7, 0.7], "one value is for both stages"
@@ -135,6 +137,7 @@ def test_a_negative_prompt_changes_the_images(pipeline):
     (dict(guidance_scale=-1.0), ValueError, "guidance_scale must be a number >= 0"),
     (dict(guidance_scale=(1.0, 2.0, 3.0)), ValueError, r"or a pair \(base, super-resolution\)"),
     (dict(temperature=-0.5), ValueError, "temperature must be a number >= 0"),
+    (dict(choice_temperature=(0.0, -1.0)), ValueError, "choice_temperature must be a number"),
     (dict(negative_prompt=["a", "b", "c"]), ValueError, "3 negative prompts for 2 prompts"),
     (dict(output="png"), ValueError, "output must be one of"),
     (dict(seed=1.5), TypeError, "seed must be an int or None"),

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .pipeline import GUIDANCE
+from .pipeline import CHOICE_TEMPERATURES, GUIDANCE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
@@ -138,8 +138,9 @@ def _pair(text: str, count: int, what: str) -> tuple:
 def _sampling_options(args) -> dict:
     options = dict(base_steps=args.steps, sr_steps=args.sr_steps,
                    guidance_scale=(args.guidance, args.sr_guidance),
-                   temperature=(args.temperature, args.sr_temperature), seed=args.seed,
-                   output="uint8")
+                   temperature=(args.temperature, args.sr_temperature),
+                   choice_temperature=(args.choice_temperature, args.sr_choice_temperature),
+                   seed=args.seed, output="uint8")
     if getattr(args, "negative", None):
         options["negative_prompt"] = args.negative
     return options
@@ -351,6 +352,13 @@ def _add_sampling_options(parser, steps: int = 12) -> None:
     parser.add_argument("--sr-temperature", type=float, default=0.0,
                         help="sampling temperature of the super-resolution stage (default 0: "
                              "the most likely token, which keeps shapes clean)")
+    parser.add_argument("--choice-temperature", type=float, default=CHOICE_TEMPERATURES[0],
+                        help=f"noise on the confidences that choose which tokens each base "
+                             f"step keeps (default {CHOICE_TEMPERATURES[0]:g}: the most "
+                             f"confident; MaskGIT used 4.5)")
+    parser.add_argument("--sr-choice-temperature", type=float, default=CHOICE_TEMPERATURES[1],
+                        help=f"the same for the super-resolution stage (default "
+                             f"{CHOICE_TEMPERATURES[1]:g})")
 
 
 def _add_edit_input(parser) -> None:
@@ -478,13 +486,19 @@ def _one_line(error: BaseException) -> str:
     return message
 
 
+_SCALES = {"guidance": "no guidance", "temperature": "always the most likely token",
+           "choice_temperature": "keep the most confident tokens"}
+
+
 def _check_scales(args) -> None:
-    """Guidance scales are checked here too, so that the message names the flag."""
-    for name in ("guidance", "sr_guidance"):
-        value = getattr(args, name, None)
-        if value is not None and not value >= 0:
-            raise CommandError(f"--{name.replace('_', '-')} must be a number >= 0 (0: no "
-                               f"guidance), got {value}")
+    """Guidance scales and temperatures are checked here too, so that the message names the
+    flag."""
+    for name, zero in _SCALES.items():
+        for flag in (name, f"sr_{name}"):
+            value = getattr(args, flag, None)
+            if value is not None and not value >= 0:
+                raise CommandError(f"--{flag.replace('_', '-')} must be a number >= 0 (0: "
+                                   f"{zero}), got {value}")
 
 
 def main(argv: list[str] | None = None) -> int:

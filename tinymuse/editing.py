@@ -34,7 +34,8 @@ super-resolution tokens are then redrawn only under the base tokens that changed
 Every editing function returns what :meth:`tinymuse.Pipeline.generate` returns (the images,
 or a :class:`tinymuse.pipeline.PipelineOutput` with ``return_tokens=True``) and takes its
 ``base_steps``, ``sr_steps``, ``guidance_scale``, ``temperature``, ``top_k``,
-``negative_prompt``, ``seed`` and ``output`` options.
+``negative_prompt``, ``seed`` and ``output`` options (inpainting and outpainting also its
+``choice_temperature``).
 
 Images in: float NCHW (or CHW) in [-1, 1], uint8 HWC (or NHWC), a ``PIL.Image``, a
 :class:`~tinymuse.tensor.Tensor`, or a path to an image file, always at the pipeline's size
@@ -249,7 +250,8 @@ def _prompts_for(pipeline, prompt, batch: int) -> list:
 
 def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int = 12, sr_steps: int = 8,
             guidance_scale=None, temperature=None, top_k=None, negative_prompt=None,
-            seed: int | None = None, output: str = "float", return_tokens: bool = False):
+            seed: int | None = None, output: str = "float", return_tokens: bool = False,
+            choice_temperature=None):
     """Redraw the pixels of ``image`` where ``pixel_mask`` is True to fit ``prompt``; every
     token outside the mask (at both resolutions) is kept exactly (see the module docstring).
     ``image`` as :func:`load_images`, ``pixel_mask`` as :func:`load_pixel_mask`."""
@@ -264,7 +266,7 @@ def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int = 12, sr_ste
                          f"region to inpaint (or leave those images out)")
     prompts = _prompts_for(pipeline, prompt, len(images))
     settings = pipeline._settings(base_steps, sr_steps, guidance_scale, temperature, top_k,
-                                  negative_prompt, len(images), output)
+                                  negative_prompt, len(images), output, choice_temperature)
     low, high = pipeline.encode_images(images)
     generator = pipeline.generator(seed)
     low = pipeline.decode_base(prompts, low, token_mask(mask, low.shape[-1]),

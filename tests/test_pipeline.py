@@ -124,6 +124,24 @@ def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
     assert [c["temperature"] for c in calls] == [0.7, 0.7], "one value is for both stages"
 
 
+def test_training_samples_the_base_stage_as_the_pipeline_does(pipeline, monkeypatch):
+    from tinymuse.train import base_sampler
+
+    calls = []
+    original = decoding.decode
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(decoding, "decode", spy)
+    pipeline.generate(PROMPTS, seed=0, **FAST)
+    base_sampler(pipeline.base_vq, steps=3)(pipeline.base, PROMPTS)
+    from_pipeline, _, from_monitor = calls
+    assert from_monitor.get("choice_temperature") == from_pipeline["choice_temperature"], \
+        "the training monitor's scores would not show what users get"
+
+
 def test_a_negative_prompt_changes_the_images(pipeline):
     plain = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0, **SAMPLED)
     negative = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0,

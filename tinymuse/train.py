@@ -399,15 +399,19 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
     return prompts
 
 
-def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64):
+def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64,
+                 choice_temperature: float = 0.0):
     """``generate_images(model, prompts)`` for the base stage: decode token grids drawn by
-    ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]."""
+    ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]. The choice
+    temperature is the pipeline's for this stage (``tinymuse.pipeline.CHOICE_TEMPERATURES``),
+    so training samples and scores show what ``tinymuse generate`` would draw."""
 
     def generate_images(model, prompts):
         images = []
         for start in range(0, len(prompts), batch_size):
             tokens = model.generate(prompts[start:start + batch_size], steps=steps,
-                                    guidance_scale=guidance_scale).tokens
+                                    guidance_scale=guidance_scale,
+                                    choice_temperature=choice_temperature).tokens
             with no_grad():
                 images.append(vq.decode(tokens).numpy())
         return np.concatenate(images)

@@ -83,7 +83,10 @@ class CascadePreset:
     text: dict = field(default_factory=dict)        # TextEncoderConfig changes
     text_steps: int = 2000
     text_batch: int = 64
-    text_identity_weight: float = 0.0  # MLM's extra term that keeps token identity (mlm_loss)
+    # MLM's extra term that keeps token identity (mlm_loss): without it a frozen encoder gave
+    # the 26 letters nearly one vector (cosine 0.995), and the image stages could not tell
+    # "A" from "B" (README, "Measured")
+    text_identity_weight: float = 1.0
     # the two VQ tokenizers (VQConfig changes; steps and batch of VQTrainConfig)
     vq_base: dict = field(default_factory=dict)
     vq_base_steps: int = 2000

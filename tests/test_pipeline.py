@@ -90,7 +90,9 @@ def test_a_single_prompt_string_is_a_batch_of_one(pipeline):
                                   pipeline.generate(["a red circle"], seed=4, **FAST))
 
 
-def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
+@pytest.fixture
+def decode_calls(monkeypatch):
+    """The keyword arguments of every ``decoding.decode`` call made during the test."""
     calls = []
     original = decoding.decode
 
@@ -99,6 +101,11 @@ def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
         return original(*args, **kwargs)
 
     monkeypatch.setattr(decoding, "decode", spy)
+    return calls
+
+
+def test_each_stage_gets_its_own_settings(pipeline, decode_calls):
+    calls = decode_calls
     pipeline.generate(PROMPTS, base_steps=3, sr_steps=2, guidance_scale=(2.0, 0.5),
                       temperature=(1.5, 0.0), top_k=(4, None), negative_prompt="a green circle",
                       choice_temperature=(2.0, 1.0), seed=0)
@@ -124,20 +131,12 @@ def test_each_stage_gets_its_own_settings(pipeline, monkeypatch):
     assert [c["temperature"] for c in calls] == [0.7, 0.7], "one value is for both stages"
 
 
-def test_training_samples_the_base_stage_as_the_pipeline_does(pipeline, monkeypatch):
+def test_training_samples_the_base_stage_as_the_pipeline_does(pipeline, decode_calls):
     from tinymuse.train import base_sampler
 
-    calls = []
-    original = decoding.decode
-
-    def spy(*args, **kwargs):
-        calls.append(kwargs)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(decoding, "decode", spy)
     pipeline.generate(PROMPTS, seed=0, **FAST)
     base_sampler(pipeline.base_vq, steps=3)(pipeline.base, PROMPTS)
-    from_pipeline, _, from_monitor = calls
+    from_pipeline, _, from_monitor = decode_calls
     assert from_monitor.get("choice_temperature") == from_pipeline["choice_temperature"], \
         "the training monitor's scores would not show what users get"
 

@@ -528,9 +528,8 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
     With ``resume``, finished stages are skipped and unfinished ones continue from their
     checkpoints (a missing pipeline folder is assembled again; a finished stage whose file is
     missing is an error, not a silent skip); without it, a folder that already holds a run is
-    refused. ``schedule``
-    (with ``stage`` "base" or "superres") replaces the preset's values of
-    :data:`SCHEDULE_KEYS` for that stage; resume it with the same schedule.
+    refused. ``schedule`` (with ``stage`` "base" or "superres") replaces the preset's values
+    of :data:`SCHEDULE_KEYS` for that stage; resume it with the same schedule.
     """
     if stage != "all" and stage not in STAGES:
         raise CascadeError(f"unknown stage {stage!r}; choose 'all' or one of {', '.join(STAGES)}")

@@ -494,7 +494,8 @@ def main(argv: list[str] | None = None) -> int:
         if not (out / MODEL).is_file():
             parser.error(f"--score scores {out / MODEL}, and there is none")
         # prompts are read with the SentencePiece model trained beside the text encoder
-        found = [folder / "tokenizer.model" for folder in (out, Path(args.text or out))
+        folders = [out] + ([Path(args.text)] if args.text else [])
+        found = [folder / "tokenizer.model" for folder in folders
                  if (folder / "tokenizer.model").is_file()]
         if not found:
             parser.error(f"--score reads prompts with a tokenizer.model, and {out} has none; "

@@ -414,6 +414,21 @@ def test_only_the_base_stage_is_guided_unless_sr_guidance_says_so(run_dir, tmp_p
                           png(tmp_path / "plain.png")), "the command's defaults are the pipeline's"
 
 
+def test_the_guidance_schedule_flags_reach_the_pipeline(run_dir, tmp_path, capsys):
+    pipeline = Pipeline.load(run_dir / "pipeline")
+    out = tmp_path / "constant.png"
+    assert run("generate", "a red circle", "--pipeline", run_dir, "--guidance", 3,
+               "--guidance-schedule", "constant", "--sr-guidance", 2, "--sr-guidance-schedule",
+               "linear", "--sr-temperature", 1, "--out", out) == 0
+    expected = pipeline.generate("a red circle", guidance_scale=(3.0, 2.0), seed=0,
+                                 guidance_schedule=("constant", "linear"),
+                                 temperature=(1.0, 1.0), output="uint8")[0]
+    assert np.array_equal(png(out), expected)
+    with pytest.raises(SystemExit):
+        run("generate", "a red circle", "--pipeline", run_dir, "--guidance-schedule", "cosine")
+    assert "invalid choice: 'cosine'" in capsys.readouterr().err
+
+
 def test_demo_draws_every_example_prompt(run_dir, tmp_path):
     out = tmp_path / "demo.png"
     assert run("demo", "--pipeline", run_dir / "pipeline", "--out", out) == 0

@@ -108,12 +108,15 @@ def test_each_stage_gets_its_own_settings(pipeline, decode_calls):
     calls = decode_calls
     pipeline.generate(PROMPTS, base_steps=3, sr_steps=2, guidance_scale=(2.0, 0.5),
                       temperature=(1.5, 0.0), top_k=(4, None), negative_prompt="a green circle",
-                      choice_temperature=(2.0, 1.0), seed=0)
+                      choice_temperature=(2.0, 1.0), guidance_schedule=("constant", "linear"),
+                      seed=0)
     base, superres = calls
     assert (base["steps"], base["guidance_scale"], base["temperature"], base["top_k"],
-            base["choice_temperature"]) == (3, 2.0, 1.5, 4, 2.0)
+            base["choice_temperature"], base["guidance_schedule"]) == (3, 2.0, 1.5, 4, 2.0,
+                                                                       "constant")
     assert (superres["steps"], superres["guidance_scale"], superres["temperature"],
-            superres["top_k"], superres["choice_temperature"]) == (2, 0.5, 0.0, None, 1.0)
+            superres["top_k"], superres["choice_temperature"],
+            superres["guidance_schedule"]) == (2, 0.5, 0.0, None, 1.0, "linear")
     assert base["mask_id"] == 32 and superres["mask_id"] == 32
     # the negative prompt is the unconditional branch of both stages
     negative = pipeline.base.encode_prompts(["a green circle"] * 2)
@@ -137,8 +140,9 @@ def test_training_samples_the_base_stage_as_the_pipeline_does(pipeline, decode_c
     pipeline.generate(PROMPTS, seed=0, **FAST)
     base_sampler(pipeline.base_vq, steps=3)(pipeline.base, PROMPTS)
     from_pipeline, _, from_monitor = decode_calls
-    assert from_monitor.get("choice_temperature") == from_pipeline["choice_temperature"], \
-        "the training monitor's scores would not show what users get"
+    for option in ("choice_temperature", "guidance_schedule"):
+        assert from_monitor.get(option) == from_pipeline[option], \
+            f"the training monitor's scores would not show what users get ({option})"
 
 
 def test_a_negative_prompt_changes_the_images(pipeline):
@@ -155,6 +159,7 @@ def test_a_negative_prompt_changes_the_images(pipeline):
     (dict(guidance_scale=(1.0, 2.0, 3.0)), ValueError, r"or a pair \(base, super-resolution\)"),
     (dict(temperature=-0.5), ValueError, "temperature must be a number >= 0"),
     (dict(choice_temperature=(0.0, -1.0)), ValueError, "choice_temperature must be a number"),
+    (dict(guidance_schedule="cosine"), ValueError, "guidance_schedule must be one of"),
     (dict(negative_prompt=["a", "b", "c"]), ValueError, "3 negative prompts for 2 prompts"),
     (dict(output="png"), ValueError, "output must be one of"),
     (dict(seed=1.5), TypeError, "seed must be an int or None"),

@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 
 from . import __version__
-from .pipeline import CHOICE_TEMPERATURES, GUIDANCE
+from .decoding import GUIDANCE_SCHEDULES
+from .pipeline import CHOICE_TEMPERATURES, GUIDANCE, GUIDANCE_SCHEDULE
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
@@ -140,6 +141,7 @@ def _sampling_options(args) -> dict:
                    guidance_scale=(args.guidance, args.sr_guidance),
                    temperature=(args.temperature, args.sr_temperature),
                    choice_temperature=(args.choice_temperature, args.sr_choice_temperature),
+                   guidance_schedule=(args.guidance_schedule, args.sr_guidance_schedule),
                    seed=args.seed, output="uint8")
     if getattr(args, "negative", None):
         options["negative_prompt"] = args.negative
@@ -347,6 +349,15 @@ def _add_sampling_options(parser, steps: int = 12) -> None:
                         help=f"guidance scale of the super-resolution stage (default "
                              f"{GUIDANCE[1]:g}: it only adds detail to the base stage's picture, "
                              f"and unguided is as accurate and faster)")
+    parser.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES,
+                        default=GUIDANCE_SCHEDULE[0],
+                        help=f"keep the base stage's guidance scale constant, or raise it "
+                             f"linearly to the full scale at the last step (default "
+                             f"{GUIDANCE_SCHEDULE[0]})")
+    parser.add_argument("--sr-guidance-schedule", choices=GUIDANCE_SCHEDULES,
+                        default=GUIDANCE_SCHEDULE[1],
+                        help=f"the same for the super-resolution stage (default "
+                             f"{GUIDANCE_SCHEDULE[1]})")
     parser.add_argument("--temperature", type=float, default=1.0,
                         help="sampling temperature of the base stage (default 1.0)")
     parser.add_argument("--sr-temperature", type=float, default=0.0,

@@ -251,7 +251,7 @@ def _prompts_for(pipeline, prompt, batch: int) -> list:
 def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int = 12, sr_steps: int = 8,
             guidance_scale=None, temperature=None, top_k=None, negative_prompt=None,
             seed: int | None = None, output: str = "float", return_tokens: bool = False,
-            choice_temperature=None):
+            choice_temperature=None, guidance_schedule=None):
     """Redraw the pixels of ``image`` where ``pixel_mask`` is True to fit ``prompt``; every
     token outside the mask (at both resolutions) is kept exactly (see the module docstring).
     ``image`` as :func:`load_images`, ``pixel_mask`` as :func:`load_pixel_mask`."""
@@ -266,7 +266,8 @@ def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int = 12, sr_ste
                          f"region to inpaint (or leave those images out)")
     prompts = _prompts_for(pipeline, prompt, len(images))
     settings = pipeline._settings(base_steps, sr_steps, guidance_scale, temperature, top_k,
-                                  negative_prompt, len(images), output, choice_temperature)
+                                  negative_prompt, len(images), output, choice_temperature,
+                                  guidance_schedule)
     low, high = pipeline.encode_images(images)
     generator = pipeline.generator(seed)
     low = pipeline.decode_base(prompts, low, token_mask(mask, low.shape[-1]),

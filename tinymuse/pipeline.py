@@ -90,6 +90,11 @@ CHOICE_TEMPERATURES = (0.0, 4.5)
 # against 0.68), and unguided it runs once per step instead of twice (README, "Measured").
 GUIDANCE = (3.0, 0.0)
 
+# Default guidance schedules of (base, super-resolution) (tinymuse.decoding.guidance_scale_at):
+# "constant" keeps the scale for every step; "linear" raises it from s/T at the first step to
+# s at the last.
+GUIDANCE_SCHEDULE = ("constant", "constant")
+
 
 class PipelineOutput(NamedTuple):
     """What the pipeline returns with ``return_tokens=True``: the images and the token grids
@@ -280,7 +285,7 @@ class Pipeline:
     def generate(self, prompts, *, base_steps: int = 12, sr_steps: int = 8,
                  guidance_scale=None, temperature=None, top_k=None, negative_prompt=None,
                  seed: int | None = None, output: str = "float",
-                 return_tokens: bool = False, choice_temperature=None):
+                 return_tokens: bool = False, choice_temperature=None, guidance_schedule=None):
         """Draw one image per prompt.
 
         ``prompts``: a string or a list of strings. ``base_steps``/``sr_steps``: decoding
@@ -291,6 +296,8 @@ class Pipeline:
         super-resolution stage takes the most likely token); ``choice_temperature``, one
         value or a pair, scales the noise on the confidences that choose which tokens each
         step keeps (``None``: :data:`CHOICE_TEMPERATURES`, none for the base stage);
+        ``guidance_schedule``, one name or a pair, "constant" or "linear" (rising to
+        ``guidance_scale`` at the last step; ``None``: :data:`GUIDANCE_SCHEDULE`);
         guidance contrasts each prompt with the empty prompt, or with ``negative_prompt``
         (a string for all, or one per prompt). ``seed``: the same seed gives the same images
         (``None``: draw from ``tinymuse.manual_seed``'s generator). Returns the images
@@ -299,7 +306,8 @@ class Pipeline:
         """
         prompts = self._prompts(prompts)
         settings = self._settings(base_steps, sr_steps, guidance_scale, temperature, top_k,
-                                  negative_prompt, len(prompts), output, choice_temperature)
+                                  negative_prompt, len(prompts), output, choice_temperature,
+                                  guidance_schedule)
         generator = self.generator(seed)
         low = self.decode_base(prompts, generator=generator, **settings["base"])
         high = self.decode_superres(prompts, low, generator=generator, **settings["superres"])
@@ -453,20 +461,29 @@ class Pipeline:
         return prompts
 
     def _settings(self, base_steps, sr_steps, guidance_scale, temperature, top_k,
-                  negative_prompt, batch, output, choice_temperature=None) -> dict:
+                  negative_prompt, batch, output, choice_temperature=None,
+                  guidance_schedule=None) -> dict:
         """Check the options shared by generation and editing; split them by stage
-        (``None``: :data:`GUIDANCE`, :data:`TEMPERATURES`, :data:`CHOICE_TEMPERATURES`)."""
+        (``None``: :data:`GUIDANCE`, :data:`TEMPERATURES`, :data:`CHOICE_TEMPERATURES`,
+        :data:`GUIDANCE_SCHEDULE`)."""
         if guidance_scale is None:
             guidance_scale = GUIDANCE
         if temperature is None:
             temperature = TEMPERATURES
         if choice_temperature is None:
             choice_temperature = CHOICE_TEMPERATURES
+        if guidance_schedule is None:
+            guidance_schedule = GUIDANCE_SCHEDULE
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         guidance, temperatures, choices, top_ks = (
             per_stage(guidance_scale, "guidance_scale"), per_stage(temperature, "temperature"),
             per_stage(choice_temperature, "choice_temperature"), per_stage(top_k, "top_k"))
+        schedules = per_stage(guidance_schedule, "guidance_schedule")
+        for value in schedules:
+            if value not in decoding.GUIDANCE_SCHEDULES:
+                raise ValueError(f"guidance_schedule must be one of {decoding.GUIDANCE_SCHEDULES}"
+                                 f", got {value!r}")
         for value in guidance:
             if not _is_number(value) or value < 0:
                 raise ValueError(f"guidance_scale must be a number >= 0 (0: no guidance), got "
@@ -490,7 +507,8 @@ class Pipeline:
         steps = (_check_steps(base_steps, "base_steps"), _check_steps(sr_steps, "sr_steps"))
         return {stage: dict(steps=steps[i], guidance_scale=float(guidance[i]),
                             temperature=float(temperatures[i]), top_k=top_ks[i],
-                            choice_temperature=float(choices[i]), negative_prompts=negatives)
+                            choice_temperature=float(choices[i]),
+                            guidance_schedule=schedules[i], negative_prompts=negatives)
                 for i, stage in enumerate(("base", "superres"))}
 
     # ------------------------------------------------------------- files

@@ -400,18 +400,20 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
 
 
 def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64,
-                 choice_temperature: float = 0.0):
+                 choice_temperature: float = 0.0, guidance_schedule: str = "constant"):
     """``generate_images(model, prompts)`` for the base stage: decode token grids drawn by
     ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]. The choice
-    temperature is the pipeline's for this stage (``tinymuse.pipeline.CHOICE_TEMPERATURES``),
-    so training samples and scores show what ``tinymuse generate`` would draw."""
+    temperature and guidance schedule are the pipeline's for this stage
+    (``tinymuse.pipeline.CHOICE_TEMPERATURES``, ``GUIDANCE_SCHEDULE``), so training samples
+    and scores show what ``tinymuse generate`` would draw."""
 
     def generate_images(model, prompts):
         images = []
         for start in range(0, len(prompts), batch_size):
             tokens = model.generate(prompts[start:start + batch_size], steps=steps,
                                     guidance_scale=guidance_scale,
-                                    choice_temperature=choice_temperature).tokens
+                                    choice_temperature=choice_temperature,
+                                    guidance_schedule=guidance_schedule).tokens
             with no_grad():
                 images.append(vq.decode(tokens).numpy())
         return np.concatenate(images)

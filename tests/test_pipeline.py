@@ -129,6 +129,8 @@ def test_each_stage_gets_its_own_settings(pipeline, decode_calls):
         "by default the base stage samples and the super-resolution stage takes the likeliest"
     assert [c["choice_temperature"] for c in calls] == [0.0, 4.5], \
         "by default the base stage keeps its most confident tokens, without MaskGIT's noise"
+    assert [c["guidance_schedule"] for c in calls] == ["linear", "constant"], \
+        "by default the base stage's guidance rises over the steps"
     calls.clear()
     pipeline.generate(PROMPTS, temperature=0.7, seed=0, **FAST)
     assert [c["temperature"] for c in calls] == [0.7, 0.7], "one value is for both stages"

@@ -91,9 +91,13 @@ CHOICE_TEMPERATURES = (0.0, 4.5)
 GUIDANCE = (3.0, 0.0)
 
 # Default guidance schedules of (base, super-resolution) (tinymuse.decoding.guidance_scale_at):
-# "constant" keeps the scale for every step; "linear" raises it from s/T at the first step to
-# s at the last.
-GUIDANCE_SCHEDULE = ("constant", "constant")
+# "linear" raises the base stage's scale from s/T at the first step to s at the last, so the
+# first tokens, which the rest of the picture is built on, are drawn close to the model's own
+# idea of a picture, and the prompt's pull grows as the grid fills in. On 700 prompts the
+# bundled cascade scored "all" 0.80 / 0.77 (seeds 0 / 1) with it against 0.76 / 0.73 with the
+# constant scale, glyphs 0.68 / 0.56 against 0.55 / 0.53 (README, "Measured"). The unguided
+# super-resolution stage has nothing to ramp.
+GUIDANCE_SCHEDULE = ("linear", "constant")
 
 
 class PipelineOutput(NamedTuple):

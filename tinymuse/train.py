@@ -400,7 +400,7 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
 
 
 def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64,
-                 choice_temperature: float = 0.0, guidance_schedule: str = "constant"):
+                 choice_temperature: float = 0.0, guidance_schedule: str = "linear"):
     """``generate_images(model, prompts)`` for the base stage: decode token grids drawn by
     ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]. The choice
     temperature and guidance schedule are the pipeline's for this stage

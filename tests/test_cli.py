@@ -468,6 +468,9 @@ def test_eval_scores_every_attribute_and_the_base_stage_alone(run_dir, tmp_path,
     assert run("eval", "--prompts", 1, "--split", "train", "--compare-base", "--steps", 2,
                "--sr-steps", 2, "--pipeline", run_dir, "--out", out) == 0
     scores = json.loads(out.read_text())
+    settings = scores.pop("settings")
+    assert (settings["base_steps"], settings["guidance_schedule"]) == (2, ["linear", "constant"]), \
+        "the file says how its images were drawn"
     assert set(scores) == {"train/single", "train/count", "train/relation", "train/glyph",
                            "overall"}
     assert scores["overall"]["prompts"] == 4

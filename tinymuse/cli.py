@@ -283,6 +283,8 @@ def cmd_eval(args) -> int:
     print(f"overall ({len(everything['prompts'])} prompts): "
           + _format_scores(results["overall"]))
     if args.out:
+        settings = {k: v for k, v in _sampling_options(args).items() if k != "output"}
+        results["settings"] = {"pipeline": str(pipeline_dir(args.pipeline)), **settings}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))
         print(f"wrote {args.out}")

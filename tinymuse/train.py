@@ -400,12 +400,18 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
 
 
 def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64,
-                 choice_temperature: float = 0.0, guidance_schedule: str = "linear"):
+                 choice_temperature: float | None = None, guidance_schedule: str | None = None):
     """``generate_images(model, prompts)`` for the base stage: decode token grids drawn by
     ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]. The choice
-    temperature and guidance schedule are the pipeline's for this stage
+    temperature and guidance schedule default to the pipeline's for this stage
     (``tinymuse.pipeline.CHOICE_TEMPERATURES``, ``GUIDANCE_SCHEDULE``), so training samples
     and scores show what ``tinymuse generate`` would draw."""
+    from .pipeline import CHOICE_TEMPERATURES, GUIDANCE_SCHEDULE
+
+    if choice_temperature is None:
+        choice_temperature = CHOICE_TEMPERATURES[0]
+    if guidance_schedule is None:
+        guidance_schedule = GUIDANCE_SCHEDULE[0]
 
     def generate_images(model, prompts):
         images = []

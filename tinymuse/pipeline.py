@@ -130,6 +130,12 @@ def _check_steps(steps, name: str) -> int:
     return int(steps)
 
 
+def _check_scales(values, name: str, zero_means: str) -> None:
+    for value in values:
+        if not _is_number(value) or value < 0:
+            raise ValueError(f"{name} must be a number >= 0 (0: {zero_means}), got {value!r}")
+
+
 @contextlib.contextmanager
 def _sampling(*models):
     """Evaluation mode and no graph for the duration, the previous modes restored after."""
@@ -488,18 +494,9 @@ class Pipeline:
             if value not in decoding.GUIDANCE_SCHEDULES:
                 raise ValueError(f"guidance_schedule must be one of {decoding.GUIDANCE_SCHEDULES}"
                                  f", got {value!r}")
-        for value in guidance:
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"guidance_scale must be a number >= 0 (0: no guidance), got "
-                                 f"{value!r}")
-        for value in temperatures:
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"temperature must be a number >= 0 (0: always the most "
-                                 f"likely token), got {value!r}")
-        for value in choices:
-            if not _is_number(value) or value < 0:
-                raise ValueError(f"choice_temperature must be a number >= 0 (0: keep the most "
-                                 f"confident tokens, no noise), got {value!r}")
+        _check_scales(guidance, "guidance_scale", "no guidance")
+        _check_scales(temperatures, "temperature", "always the most likely token")
+        _check_scales(choices, "choice_temperature", "keep the most confident tokens, no noise")
         negatives = None
         if negative_prompt is not None:
             negatives = self._prompts(negative_prompt)

@@ -256,13 +256,14 @@ def cmd_eval(args) -> int:
     else:
         splits = ("train", "heldout") if args.split == "both" else (args.split,)
         sets = {split: evaluation_prompts(args.prompts, split) for split in splits}
+    options = _sampling_options(args)
     results, everything = {}, {"prompts": [], "pipeline": [], "base_alone": []}
     for split, by_kind in sets.items():
         for kind, prompts in by_kind.items():
             images = {"pipeline": [], "base_alone": []}
             for start in range(0, len(prompts), args.batch_size):
                 batch = prompts[start:start + args.batch_size]
-                out = pipeline.generate(batch, **_sampling_options(args), return_tokens=True)
+                out = pipeline.generate(batch, **options, return_tokens=True)
                 images["pipeline"].append(out.images)
                 if args.compare_base:
                     images["base_alone"].append(pipeline.base_vq.decode(out.base_tokens).numpy())
@@ -283,7 +284,7 @@ def cmd_eval(args) -> int:
     print(f"overall ({len(everything['prompts'])} prompts): "
           + _format_scores(results["overall"]))
     if args.out:
-        settings = {k: v for k, v in _sampling_options(args).items() if k != "output"}
+        settings = {k: v for k, v in options.items() if k != "output"}
         results["settings"] = {"pipeline": str(pipeline_dir(args.pipeline)), **settings}
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(results, indent=1))

@@ -242,12 +242,20 @@ def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
     record = load_record(out)
     assert "more" not in record["stages"]["base"] and "base/more-1" in record["partial_seconds"]
     assert (out / "base" / "model.safetensors").read_bytes() == weights
+    # Were the process killed instead, nothing would be in partial_seconds; the round's time
+    # is in its checkpoint too (made long here, so it shows in the total)
+    del record["partial_seconds"]["base/more-1"]
+    (out / "cascade.json").write_text(json.dumps(record))
+    state = checkpoint.load(out / "base" / "more-1" / "checkpoint.safetensors")
+    checkpoint.save(state.path, state.tensors, state.config,
+                    {**state.metadata, "extra": {"seconds": 1000.0}})
     interruption.off()
     capsys.readouterr()
     train_more(out, "base", 3, progress=False)
     assert "steps 2-3 of 3 more" in capsys.readouterr().out  # continued, not started again
     record = load_record(out)
     assert len(record["stages"]["base"]["more"]) == 1
+    assert 1000 <= record["stages"]["base"]["more"][0]["seconds"] < 1100
     assert "base/more-1" not in record["partial_seconds"]
     assert (out / "base" / "model.safetensors").read_bytes() != weights
 

@@ -55,6 +55,9 @@ def test_resuming_gives_exactly_the_losses_of_an_unbroken_run(tmp_path, tokenize
     backend.manual_seed(999)  # whatever happens in between: the checkpoint restores it
     second = train_stage(tiny_model(tokenizer, dropout=0.1), cache, config, tmp_path / "b")
     assert (first.step, second.start_step, second.step) == (5, 5, 8)
+    # the checkpoint carried the first call's training time (to its last save at step 5)
+    assert unbroken.earlier_seconds == first.earlier_seconds == 0.0
+    assert 0 < second.earlier_seconds <= first.seconds
     losses = [h["loss"] for h in unbroken.history]
     assert len(losses) == 8
     assert [h["loss"] for h in first.history + second.history] == losses

@@ -400,6 +400,7 @@ def _train_transformer(stage: str):
         if progress:
             print(f"{_TITLES[stage]}: steps {result.start_step}-{result.step} in "
                   f"{result.seconds / 60:.1f} min", flush=True)
+        return result.earlier_seconds
     return run
 
 
@@ -439,7 +440,7 @@ _RUNNERS = {
     "base": _train_transformer("base"),
     "superres": _train_transformer("superres"),
     "pipeline": _assemble,
-}
+}  # a runner returns None, or (a transformer stage) the seconds its checkpoint had recorded
 
 
 # --------------------------------------------------------------------------- #
@@ -573,15 +574,15 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
             log(f"[pipeline] {missing[0]} is missing; assembling it again")
         log(f"[{name}] training ({preset.name} preset)")
         started = time.perf_counter()
-        finished = False
+        finished, earlier = False, None
         try:
-            _RUNNERS[name](out, preset, data, device, progress,
-                           **({"schedule": schedule} if schedule else {}))
+            earlier = _RUNNERS[name](out, preset, data, device, progress,
+                                     **({"schedule": schedule} if schedule else {}))
             finished = True
         finally:
             # An interrupted stage keeps its time, so a resumed run still reports the total.
             seconds = time.perf_counter() - started
-            record = _update_record(out, name, seconds, finished, schedule)
+            record = _update_record(out, name, seconds, finished, schedule, earlier)
         if finished:
             log(f"[{name}] done in {seconds:.0f} s")
     return record
@@ -659,7 +660,7 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     temporary.replace(weights)  # atomic: the stage's weights are old or new, never half
     with _record_lock(out):
         record = load_record(out)
-        seconds = record.get("partial_seconds", {}).pop(partial_key, 0.0) + (
+        seconds = _earlier(record, partial_key, result.earlier_seconds) + (
             time.perf_counter() - started)
         entry = record["stages"][stage]
         entry.setdefault("more", []).append(
@@ -677,15 +678,24 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     return record
 
 
+def _earlier(record: dict, name: str, earlier: float | None) -> float:
+    """The seconds stage ``name`` spent before this command: the time its trainer's
+    checkpoint recorded (``earlier``; it survives a killed process), else what an earlier
+    interrupted command recorded in ``partial_seconds`` (an exception, such as Ctrl-C, gets
+    that chance; a kill does not). Removes the partial entry either way."""
+    partial = record.setdefault("partial_seconds", {}).pop(name, 0.0)
+    return partial if earlier is None else earlier
+
+
 def _update_record(out: Path, name: str, seconds: float, finished: bool,
-                   schedule: dict | None = None) -> dict:
+                   schedule: dict | None = None, earlier: float | None = None) -> dict:
     """Add ``seconds`` of training to stage ``name`` in ``cascade.json`` (read afresh, so two
     stages trained at once by two commands both get recorded), with its ``schedule`` if it
-    was not the preset's."""
+    was not the preset's; ``earlier`` as in :func:`_earlier`."""
     with _record_lock(out):
         record = load_record(out)
-        partial = record.setdefault("partial_seconds", {})
-        total = partial.pop(name, 0.0) + seconds
+        total = _earlier(record, name, earlier) + seconds
+        partial = record["partial_seconds"]
         if finished:
             record["stages"][name] = {"seconds": round(total, 1),
                                       "finished": time.strftime("%Y-%m-%d %H:%M:%S")}

@@ -98,6 +98,9 @@ class TrainResult:
     samples: list                 # one dict of monitor metrics per sampling, with its step
     seconds: float
     out_dir: Path
+    # seconds the earlier calls of this run spent training, as its checkpoint recorded them
+    # (0.0 for a fresh run; None for a checkpoint written before tinymuse recorded them)
+    earlier_seconds: float | None = 0.0
 
 
 def step_indices(seed: int, step: int, batch_size: int, size: int) -> np.ndarray:
@@ -231,7 +234,8 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
     ``monitor(model, step, out_dir) -> dict`` runs every ``sample_every`` steps and at the
     end, under EMA weights when EMA is on. With ``resume`` (the default) a checkpoint in
     ``out_dir`` is picked up and training continues from its step; ``stop_at`` ends this call
-    early at that step (the schedule still runs to ``config.steps``).
+    early at that step (the schedule still runs to ``config.steps``). The checkpoint also
+    keeps the training time so far (:attr:`TrainResult.earlier_seconds` on resuming).
     """
     config = config or TrainConfig()
     out_dir = Path(out_dir if out_dir is not None else "runs/stage")
@@ -255,15 +259,19 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
     generators = {"default": backend.default_generator}  # dropout draws from it
     checkpoint_path = out_dir / CHECKPOINT
 
-    step = 0
+    step, earlier_seconds = 0, 0.0
     if resume and checkpoint_path.exists():
         state = checkpoint.load_training_state(checkpoint_path, state_module, optimizer,
                                                scheduler, generators, config=record)
-        step = state.step
+        step, earlier_seconds = state.step, (state.extra or {}).get("seconds")
 
     def save(at_step: int) -> None:
+        # The checkpoint carries the training time so far, so a run killed outright (no
+        # chance to record anything) still reports its whole time once resumed and finished.
+        seconds = (earlier_seconds or 0.0) + time.perf_counter() - started
         checkpoint.save_training_state(checkpoint_path, state_module, optimizer, scheduler,
-                                       generators, step=at_step, config=record)
+                                       generators, step=at_step, config=record,
+                                       extra={"seconds": seconds})
         _save_weights(model, ema, out_dir / MODEL, at_step)
 
     def sample(at_step: int) -> dict:
@@ -330,7 +338,8 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
                           f"{samples[-1].get('flat_images', 0):.0%}, oracle {oracle}")
     if bar is not None:
         bar.close()
-    return TrainResult(start, step, history, samples, time.perf_counter() - started, out_dir)
+    return TrainResult(start, step, history, samples, time.perf_counter() - started, out_dir,
+                       earlier_seconds)
 
 
 def _save_weights(model, ema, path: Path, step: int) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import __version__
 from .decoding import GUIDANCE_SCHEDULES
-from .pipeline import CHOICE_TEMPERATURES, GUIDANCE, GUIDANCE_SCHEDULE
+from .pipeline import CHOICE_TEMPERATURES, GUIDANCE, GUIDANCE_SCHEDULE, STEPS
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
@@ -340,11 +340,12 @@ def _add_pipeline_options(parser) -> None:
                         help="enlarge each pixel into SCALE×SCALE in the PNG (default 1)")
 
 
-def _add_sampling_options(parser, steps: int = 12) -> None:
-    parser.add_argument("--steps", type=int, default=steps,
-                        help=f"decoding steps of the base stage (default {steps})")
-    parser.add_argument("--sr-steps", type=int, default=8,
-                        help="decoding steps of the super-resolution stage (default 8)")
+def _add_sampling_options(parser) -> None:
+    parser.add_argument("--steps", type=int, default=STEPS[0],
+                        help=f"decoding steps of the base stage (default {STEPS[0]})")
+    parser.add_argument("--sr-steps", type=int, default=STEPS[1],
+                        help=f"decoding steps of the super-resolution stage (default "
+                             f"{STEPS[1]})")
     parser.add_argument("--guidance", type=float, default=GUIDANCE[0],
                         help=f"classifier-free guidance scale of the base stage, 0 = none "
                              f"(default {GUIDANCE[0]:g})")
@@ -396,8 +397,8 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="draw a grid of example prompts into one PNG")
     _add_pipeline_options(demo)
     demo.add_argument("--out", default="tinymuse-demo.png")
-    demo.add_argument("--steps", type=int, default=8)
-    demo.add_argument("--sr-steps", type=int, default=6)
+    demo.add_argument("--steps", type=int, default=STEPS[0])
+    demo.add_argument("--sr-steps", type=int, default=STEPS[1])
     demo.add_argument("--guidance", type=float, default=GUIDANCE[0])
     demo.add_argument("--sr-guidance", type=float, default=GUIDANCE[1])
     demo.set_defaults(run=cmd_demo, scale=2)
@@ -444,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
                       help="the super-resolution stage's (default: --guidance)")
     edit.add_argument("--temperature", type=float, default=1.0)
     edit.add_argument("--top-k", type=int, default=3)
-    edit.add_argument("--sr-steps", type=int, default=8)
+    edit.add_argument("--sr-steps", type=int, default=STEPS[1])
     edit.add_argument("--out", default="tinymuse-edit.png")
     _add_pipeline_options(edit)
     edit.set_defaults(run=cmd_edit)

@@ -248,10 +248,10 @@ def _prompts_for(pipeline, prompt, batch: int) -> list:
     return prompts
 
 
-def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int = 12, sr_steps: int = 8,
-            guidance_scale=None, temperature=None, top_k=None, negative_prompt=None,
-            seed: int | None = None, output: str = "float", return_tokens: bool = False,
-            choice_temperature=None, guidance_schedule=None):
+def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int | None = None,
+            sr_steps: int | None = None, guidance_scale=None, temperature=None, top_k=None,
+            negative_prompt=None, seed: int | None = None, output: str = "float",
+            return_tokens: bool = False, choice_temperature=None, guidance_schedule=None):
     """Redraw the pixels of ``image`` where ``pixel_mask`` is True to fit ``prompt``; every
     token outside the mask (at both resolutions) is kept exactly (see the module docstring).
     ``image`` as :func:`load_images`, ``pixel_mask`` as :func:`load_pixel_mask`."""
@@ -297,8 +297,8 @@ def outpaint(pipeline, image, prompt, *, shift=None, extend=None, fill: float = 
 
 
 def edit(pipeline, image, prompt, *, iterations: int = 30, fraction: float = 0.08,
-         guidance_scale=4.0, top_k=3, temperature=1.0, sr_steps: int = 8, region=None,
-         negative_prompt=None, seed: int | None = None, output: str = "float",
+         guidance_scale=4.0, top_k=3, temperature=1.0, sr_steps: int | None = None,
+         region=None, negative_prompt=None, seed: int | None = None, output: str = "float",
          return_tokens: bool = False):
     """Mask-free editing (Muse §2.6): move ``image`` towards ``prompt`` without a mask.
 
@@ -306,9 +306,9 @@ def edit(pipeline, image, prompt, *, iterations: int = 30, fraction: float = 0.0
     if given; all of them otherwise) are hidden at random and resampled in one step with
     guidance ``guidance_scale`` and ``top_k`` sampling (:func:`tinymuse.decoding.mask_free_edit`).
     Then the super-resolution tokens under every base token that changed are redrawn in
-    ``sr_steps`` steps on the new base tokens; the others are kept. ``guidance_scale``,
-    ``temperature`` and ``top_k`` may be pairs (base, super-resolution). Muse: 100
-    iterations of 8%, guidance 4, top-k 3.
+    ``sr_steps`` steps (``None``: the pipeline's default) on the new base tokens; the others
+    are kept. ``guidance_scale``, ``temperature`` and ``top_k`` may be pairs (base,
+    super-resolution). Muse: 100 iterations of 8%, guidance 4, top-k 3.
     """
     if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
             or iterations < 1:

@@ -67,8 +67,8 @@ DTYPES = ("float32", "float16")
 # fixes a few of the 64 tokens; with fewer steps more of them are chosen together, before
 # they can see one another. On 700 prompts the bundled cascade scored "all" 0.82 / 0.82
 # (seeds 0 / 1) at 24 base steps, 0.80 / 0.82 at 16 and 0.78 / 0.81 at 12, glyphs 0.64 /
-# 0.68 at 24 against 0.59 / 0.62 at 12 (README, "Measured"). `tinymuse demo` keeps 8 + 6
-# steps to stay quick.
+# 0.68 at 24 against 0.59 / 0.62 at 12 (README, "Measured"). They cost `tinymuse demo` 4.6 s
+# single-threaded, against 2.5 s at its earlier 8 + 6.
 STEPS = (24, 8)
 
 # Default sampling temperatures of (base, super-resolution). The base stage decides the
@@ -381,9 +381,8 @@ class Pipeline:
                                       generator=generator, **options)
 
     def decode_superres(self, prompts, low_tokens, tokens=None, mask=None, *,
-                        steps: int = STEPS[1],
-                        guidance_scale: float = 0.0, negative_prompts=None, generator=None,
-                        **options) -> np.ndarray:
+                        steps: int = STEPS[1], guidance_scale: float = 0.0,
+                        negative_prompts=None, generator=None, **options) -> np.ndarray:
         """Super-resolution token grids (B, H, W) on the base stage's ``low_tokens``; with
         ``tokens`` and ``mask``, only the masked positions are redrawn (as
         :meth:`decode_base`)."""

@@ -567,8 +567,7 @@ def test_edit_guides_the_super_resolution_stage_as_told(run_dir, picture, tmp_pa
         np.testing.assert_array_equal(png(out), expected[0])
 
 
-def test_a_negative_guidance_scale_or_temperature_is_named_by_its_flag(run_dir, picture,
-                                                                       capsys):
+def test_bad_guidance_temperature_or_steps_are_named_by_their_flag(run_dir, picture, capsys):
     for command, flag in ((["generate", "a red circle"], "--sr-guidance"),
                           (["edit", picture, "a red circle"], "--guidance"),
                           (["demo"], "--guidance"),
@@ -578,6 +577,10 @@ def test_a_negative_guidance_scale_or_temperature_is_named_by_its_flag(run_dir, 
                            "--sr-choice-temperature")):
         assert run(*command, "--pipeline", run_dir, flag, -1) == 2
         assert f"{flag} must be a number >= 0" in error_line(capsys)
+    for command, flag in ((["generate", "a red circle"], "--steps"), (["demo"], "--sr-steps"),
+                          (["edit", picture, "a red circle"], "--sr-steps")):
+        assert run(*command, "--pipeline", run_dir, flag, 0) == 2
+        assert f"{flag} is a number of decoding steps and must be at least 1" in error_line(capsys)
 
 
 def test_missing_and_damaged_pipelines(run_dir, tmp_path, capsys, monkeypatch):

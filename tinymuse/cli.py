@@ -506,14 +506,20 @@ _SCALES = {"guidance": "no guidance", "temperature": "always the most likely tok
 
 
 def _check_scales(args) -> None:
-    """Guidance scales and temperatures are checked here too, so that the message names the
-    flag."""
+    """Guidance scales, temperatures and decoding steps are checked here too, so that the
+    message names the flag (``train`` has a ``--steps`` of its own, checked by the trainer)."""
     for name, zero in _SCALES.items():
         for flag in (name, f"sr_{name}"):
             value = getattr(args, flag, None)
             if value is not None and not value >= 0:
                 raise CommandError(f"--{flag.replace('_', '-')} must be a number >= 0 (0: "
                                    f"{zero}), got {value}")
+    if args.command != "train":
+        for flag in ("steps", "sr_steps"):
+            value = getattr(args, flag, None)
+            if value is not None and value < 1:
+                raise CommandError(f"--{flag.replace('_', '-')} is a number of decoding steps "
+                                   f"and must be at least 1, got {value}")
 
 
 def main(argv: list[str] | None = None) -> int:

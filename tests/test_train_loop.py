@@ -187,3 +187,68 @@ def test_an_empty_cache_is_a_clear_error(tmp_path, tokenizer):
     empty = ImageTokens(np.zeros((0, GRID, GRID), np.int32), np.arange(0), [], {})
     with pytest.raises(ValueError, match="empty"):
         train_stage(tiny_model(tokenizer), empty, quiet(), tmp_path)
+
+
+def random_cache(rows, seed):
+    captions = shapes_captions(rows, seed=seed)
+    tokens = np.random.default_rng(seed).integers(0, K, (rows, GRID, GRID)).astype(np.int32)
+    return ImageTokens(tokens, np.arange(rows), captions, {})
+
+
+def test_validation_is_measured_without_changing_what_is_trained(tmp_path, tokenizer, cache):
+    # Dropout and EMA on, as in the resume test: measuring must draw from none of the
+    # training's generators, and must leave the weights in training mode as they were.
+    config = quiet(ema_decay=0.9, sample_every=4)
+    backend.manual_seed(11)
+    plain = train_stage(tiny_model(tokenizer, dropout=0.1), cache, config, tmp_path / "a")
+    backend.manual_seed(11)
+    checked = train_stage(tiny_model(tokenizer, dropout=0.1), cache, config, tmp_path / "b",
+                          validation=random_cache(6, seed=5))
+    assert [h["loss"] for h in checked.history] == [h["loss"] for h in plain.history]
+    a = checkpoint.load(tmp_path / "a" / "checkpoint.safetensors").tensors
+    b = checkpoint.load(tmp_path / "b" / "checkpoint.safetensors").tensors
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert plain.validations == []
+    assert [v["step"] for v in checked.validations] == [4, 8]
+    logged = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [e for e in logged if e.get("kind") == "validation"] == [
+        {"kind": "validation", **v} for v in checked.validations]
+
+
+def test_the_held_out_loss_tells_memorised_rows_from_unseen_ones(tmp_path, tokenizer):
+    # Four grids of random tokens can only be learned by heart: afterwards the loss on them
+    # must be far below the loss on four other random grids, which no model can predict.
+    memorised = random_cache(4, seed=2)
+    config = quiet(steps=150, lr=3e-3, warmup_steps=10, checkpoint_every=150,
+                   sample_every=150, log_every=50)
+    result = train_stage(tiny_model(tokenizer), memorised, config, tmp_path,
+                         validation=random_cache(4, seed=3))
+    final = result.validations[-1]
+    assert final["step"] == 150
+    assert final["training_rows_loss"] < final["loss"] - 0.5
+    assert final["loss"] > 0.8 * np.log(K)  # unseen random tokens: about chance
+
+
+def test_held_out_loss_is_repeatable_and_leaves_the_default_generator_alone(tokenizer, cache):
+    from tinymuse.train import held_out_loss
+
+    model = tiny_model(tokenizer).eval()
+    state = backend.default_generator.state_dict()
+    first = held_out_loss(model, cache, model.make_batch, batch_size=5, rows=12)
+    second = held_out_loss(model, cache, model.make_batch, batch_size=5, rows=12)
+    assert first == second
+    assert backend.default_generator.state_dict() == state
+    # only the first `rows` rows count: change the others and nothing changes
+    other = random_cache(12, seed=9)
+    tokens = np.concatenate([cache.tokens[:6], other.tokens[6:]])
+    mixed = ImageTokens(tokens, np.arange(12), cache.captions[:6] + other.captions[6:], {})
+    assert held_out_loss(model, mixed, model.make_batch, batch_size=5, rows=6) == \
+        held_out_loss(model, cache, model.make_batch, batch_size=5, rows=6)
+    assert held_out_loss(model, mixed, model.make_batch, batch_size=5, rows=12) != first
+
+
+def test_an_empty_validation_cache_is_a_clear_error(tmp_path, tokenizer, cache):
+    empty = ImageTokens(np.zeros((0, GRID, GRID), np.int32), np.arange(0), [], {})
+    with pytest.raises(ValueError, match="validation cache is empty"):
+        train_stage(tiny_model(tokenizer), cache, quiet(), tmp_path, validation=empty)

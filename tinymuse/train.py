@@ -25,6 +25,10 @@ A run lives in one folder ``out_dir``:
   with the shapes oracle. A loss that falls while the samples stay blank or one flat colour
   is the classic failure of these models; the monitor reports the share of flat images so it
   shows up in the log long before a run is over.
+- with a ``validation`` cache (examples training never draws), at the same steps the loss on
+  it and on as many rows of the training cache, same masks, under the sampling weights
+  (``log.jsonl`` entries of kind ``"validation"``). The training loss alone cannot tell
+  learning the data from memorising the cache; the gap between the two can.
 
 A loss that turns NaN or infinite stops the run with :class:`TrainingDiverged`; nothing is
 written after the last good step, so the last checkpoint stays as it was.
@@ -51,8 +55,8 @@ from . import backend, checkpoint, nn, optim
 from .tensor import Tensor, no_grad
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "EMA", "SampleMonitor",
-           "train_stage", "step_generator", "step_indices", "evaluation_prompts", "base_sampler",
-           "score_base_model", "main"]
+           "train_stage", "held_out_loss", "step_generator", "step_indices",
+           "evaluation_prompts", "base_sampler", "score_base_model", "main"]
 
 CHECKPOINT = "checkpoint.safetensors"
 MODEL = "model.safetensors"
@@ -101,6 +105,8 @@ class TrainResult:
     # seconds the earlier calls of this run spent training, as its checkpoint recorded them
     # (0.0 for a fresh run; None for a checkpoint written before tinymuse recorded them)
     earlier_seconds: float | None = 0.0
+    # one dict per validation: step, loss (validation cache), training_rows_loss
+    validations: list = dataclasses.field(default_factory=list)
 
 
 def step_indices(seed: int, step: int, batch_size: int, size: int) -> np.ndarray:
@@ -211,6 +217,23 @@ class SampleMonitor:
         return metrics
 
 
+def held_out_loss(model, token_cache, batch_fn: Callable, batch_size: int, rows: int,
+                  seed: int = 0) -> float:
+    """The mean masked-token loss of ``model`` on the first ``rows`` examples of
+    ``token_cache``, in batches of ``batch_size``; batch ``i`` draws its caption dropout and
+    mask from ``Generator([seed, 2, i])``, so two caches (or two calls) get the same draws.
+    Nothing is learned and no other generator is touched."""
+    losses, weights = [], []
+    with no_grad():
+        for number, start in enumerate(range(0, rows, batch_size)):
+            indices = np.arange(start, min(start + batch_size, rows))
+            step = model.training_loss(batch_fn(token_cache, indices),
+                                       backend.Generator([seed, 2, number]))
+            losses.append(step.loss.item())
+            weights.append(len(indices))
+    return float(np.average(losses, weights=weights))
+
+
 def _config_record(model, config: TrainConfig) -> dict:
     model_config = getattr(model, "config", None)
     if dataclasses.is_dataclass(model_config):
@@ -223,7 +246,8 @@ def _config_record(model, config: TrainConfig) -> dict:
 
 def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=None, *,
                 batch_fn: Callable | None = None, monitor: Callable | None = None,
-                resume: bool = True, stop_at: int | None = None) -> TrainResult:
+                validation=None, resume: bool = True,
+                stop_at: int | None = None) -> TrainResult:
     """Train ``model`` on ``token_cache`` for ``config.steps`` steps, in ``out_dir``
     (``runs/stage`` if not given).
 
@@ -232,10 +256,13 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
     indices)``. ``token_cache`` is anything with ``len()`` that those understand (for the base
     stage an image-token cache from :func:`tinymuse.vq.tokens.load_image_tokens`).
     ``monitor(model, step, out_dir) -> dict`` runs every ``sample_every`` steps and at the
-    end, under EMA weights when EMA is on. With ``resume`` (the default) a checkpoint in
-    ``out_dir`` is picked up and training continues from its step; ``stop_at`` ends this call
-    early at that step (the schedule still runs to ``config.steps``). The checkpoint also
-    keeps the training time so far (:attr:`TrainResult.earlier_seconds` on resuming).
+    end, under EMA weights when EMA is on. ``validation``, a cache like ``token_cache`` of
+    examples it never trains on, is scored at the same steps (:func:`held_out_loss`, also
+    on as many training rows; :attr:`TrainResult.validations`). With ``resume`` (the
+    default) a checkpoint in ``out_dir`` is picked up and training continues from its step;
+    ``stop_at`` ends this call early at that step (the schedule still runs to
+    ``config.steps``). The checkpoint also keeps the training time so far
+    (:attr:`TrainResult.earlier_seconds` on resuming).
     """
     config = config or TrainConfig()
     out_dir = Path(out_dir if out_dir is not None else "runs/stage")
@@ -245,6 +272,8 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
     if size == 0:
         raise ValueError("the token cache is empty: pre-encode a dataset first "
                          "(tinymuse.vq.tokens.pre_encode)")
+    if validation is not None and len(validation) == 0:
+        raise ValueError("the validation cache is empty: pass None for no validation")
     end = config.steps if stop_at is None else min(stop_at, config.steps)
 
     model.train()
@@ -274,16 +303,27 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
                                        extra={"seconds": seconds})
         _save_weights(model, ema, out_dir / MODEL, at_step)
 
-    def sample(at_step: int) -> dict:
+    def with_sampling_weights(measure):
         model.eval()
         try:
             if ema is not None:
                 with ema.swapped_into(model):
-                    metrics = monitor(model, at_step, out_dir)
-            else:
-                metrics = monitor(model, at_step, out_dir)
+                    return measure()
+            return measure()
         finally:
             model.train()
+
+    def validate(at_step: int) -> dict:
+        rows = min(len(validation), size)
+        losses = with_sampling_weights(lambda: [
+            held_out_loss(model, cache, batch_fn, config.batch_size, rows, config.seed)
+            for cache in (validation, token_cache)])
+        metrics = {"step": at_step, "loss": losses[0], "training_rows_loss": losses[1]}
+        _log(out_dir, {"kind": "validation", **metrics})
+        return metrics
+
+    def sample(at_step: int) -> dict:
+        metrics = with_sampling_weights(lambda: monitor(model, at_step, out_dir))
         metrics = {"step": at_step, **metrics}
         _log(out_dir, {"kind": "samples", **metrics})
         if metrics.get("flat_images", 0.0) >= 0.5:
@@ -294,7 +334,7 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
         return metrics
 
     start, started = step, time.perf_counter()
-    history, samples = [], []
+    history, samples, validations = [], [], []
     bar = _progress_bar(config, start, end)
     recent_loss, recent_accuracy = [], []
     while step < end:
@@ -328,7 +368,15 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
             bar.update()
         if step % config.checkpoint_every == 0 or step == end:
             save(step)
-        if monitor is not None and (step % config.sample_every == 0 or step == config.steps):
+        due = step % config.sample_every == 0 or step == config.steps
+        if validation is not None and due:
+            validations.append(validate(step))
+            if bar is not None:
+                held = validations[-1]
+                bar.write(f"step {step}: loss on {min(len(validation), size)} validation "
+                          f"examples {held['loss']:.3f}, on as many training ones "
+                          f"{held['training_rows_loss']:.3f}")
+        if monitor is not None and due:
             samples.append(sample(step))
             if bar is not None:
                 oracle = {k.split("/")[1]: f"{v:.2f}" for k, v in samples[-1].items()
@@ -339,7 +387,7 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
     if bar is not None:
         bar.close()
     return TrainResult(start, step, history, samples, time.perf_counter() - started, out_dir,
-                       earlier_seconds)
+                       earlier_seconds, validations)
 
 
 def _save_weights(model, ema, path: Path, step: int) -> None:
@@ -483,6 +531,9 @@ def main(argv: list[str] | None = None) -> int:
                         "text_encoder.safetensors (python -m tinymuse.text.pretrain); with "
                         "--score, where to find tokenizer.model if OUT has none")
     parser.add_argument("--tokens", help="image-token cache (python -m tinymuse.vq.tokens)")
+    parser.add_argument("--validation", help="a cache of examples kept out of training (e.g. "
+                        "python -m tinymuse.vq.tokens ... --seed 1 --count 256): its loss, "
+                        "beside the loss on as many training examples, at every sampling")
     parser.add_argument("--preset", help="model size: baby, default, large (default: "
                         "'default', or with --init the size of the --init model)")
     parser.add_argument("--train-text-encoder", action="store_true",
@@ -542,6 +593,7 @@ def main(argv: list[str] | None = None) -> int:
     tokenizer = Tokenizer.load(text / "tokenizer.model")
     encoder = TextEncoder.load(text / "text_encoder.safetensors")
     cache = load_image_tokens(args.tokens)
+    validation = load_image_tokens(args.validation) if args.validation else None
     model = _build_base_model(args, tokenizer, encoder, vq)
     if args.init and not (out / CHECKPOINT).exists():  # a resumed run has its own weights
         checkpoint.load(args.init, model=model, config=model.config.to_dict())
@@ -553,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"base transformer: {model.num_parameters(trainable_only=True):,} trainable "
           f"parameters ({model.num_parameters():,} with the frozen text encoder); "
           f"{len(cache):,} token grids", flush=True)
-    result = train_stage(model, cache, config, out, monitor=monitor)
+    result = train_stage(model, cache, config, out, monitor=monitor, validation=validation)
     print(f"trained steps {result.start_step}-{result.step} in {result.seconds / 60:.1f} min; "
           f"weights in {out / MODEL}")
     return 0

@@ -70,6 +70,26 @@ def test_train_all_records_every_stage_and_assembles_a_pipeline(run_dir):
     assert manifest["shared_text_encoder"], "one frozen encoder, stored once for both stages"
 
 
+def test_each_transformer_stage_is_validated_on_fresh_scenes(run_dir):
+    from tinymuse.cascade import VALIDATION_SCENES
+    from tinymuse.vq import load_image_tokens
+
+    fresh = {which: load_image_tokens(run_dir / "tokens" / f"validation-{which}.safetensors")
+             for which in ("base", "superres")}
+    scenes = ShapesDataset(32, seed=1)  # the training cache is seed 0's
+    assert fresh["base"].captions == [scenes.caption(i) for i in range(VALIDATION_SCENES)]
+    assert fresh["superres"].captions == fresh["base"].captions  # the same scenes, 2 sizes
+    assert fresh["base"].tokens.shape[1:] == (8, 8)
+    assert fresh["superres"].tokens.shape[1:] == (16, 16)
+    record = load_record(run_dir)
+    for stage in ("base", "superres"):
+        logged = [json.loads(line) for line in
+                  (run_dir / stage / "log.jsonl").read_text().splitlines()]
+        checks = [entry for entry in logged if entry.get("kind") == "validation"]
+        assert checks[-1]["step"] == record["preset"][f"{stage}_steps"]
+        assert all(entry["loss"] > 0 and entry["training_rows_loss"] > 0 for entry in checks)
+
+
 def test_the_pipeline_decodes_with_the_fine_tuned_decoders_and_the_cached_tokens(run_dir):
     from tinymuse.vq import VQTokenizer, load_image_tokens
 
@@ -299,9 +319,13 @@ def test_python_dash_m_tinymuse_train_continues_a_model_at_its_own_size(run_dir,
             "--tokens", run_dir / "tokens" / "base.safetensors", "--init", init,
             "--steps", 2, "--sample-every", 1000, "--checkpoint-every", 1000]
     # no --preset: the tiny model's own size, not the 'default' preset's
-    assert train_module.main([str(a) for a in ["--out", tmp_path / "b", *args]]) == 0
+    validation = run_dir / "tokens" / "validation-base.safetensors"
+    assert train_module.main([str(a) for a in ["--out", tmp_path / "b", *args,
+                                               "--validation", validation]]) == 0
     saved = checkpoint.load(tmp_path / "b" / "model.safetensors")
     assert saved.config == checkpoint.load(init).config
+    logged = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
+    assert [entry["step"] for entry in logged if entry.get("kind") == "validation"] == [2]
     # an explicit --preset of another size is refused, naming what differs
     with pytest.raises(checkpoint.CheckpointError, match="d_model"):
         train_module.main([str(a) for a in ["--out", tmp_path / "c", "--preset", "default",

@@ -66,6 +66,9 @@ STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders", "
           "superres", "pipeline")
 MORE_STAGES = ("base", "superres")  # the transformer stages: their schedule can be changed
 RECORD = "cascade.json"
+# Fresh shapes-world scenes on which each transformer stage's loss is measured at every
+# sampling, beside as many scenes of its training cache (train_stage's validation).
+VALIDATION_SCENES = 256
 
 
 class CascadeError(ValueError):
@@ -159,6 +162,8 @@ def stage_paths(out_dir) -> dict:
         "vq-superres": out / "vq-superres" / "tokenizer.safetensors",
         "tokens-base": out / "tokens" / "base.safetensors",
         "tokens-superres": out / "tokens" / "superres.safetensors",
+        "validation-base": out / "tokens" / "validation-base.safetensors",
+        "validation-superres": out / "tokens" / "validation-superres.safetensors",
         "decoder-base": out / "decoders" / "base" / "tokenizer.safetensors",
         "decoder-superres": out / "decoders" / "superres" / "tokenizer.safetensors",
         "base": out / "base" / "model.safetensors",
@@ -189,11 +194,11 @@ def load_record(out_dir) -> dict | None:
 # --------------------------------------------------------------------------- #
 
 
-def _dataset(data: str, resolution: int, length: int | None = None):
+def _dataset(data: str, resolution: int, length: int | None = None, seed: int = 0):
     from .data import ImageCaptionFolder, ShapesDataset
 
     if data == "shapes":
-        return ShapesDataset(resolution=resolution, seed=0, split="train", length=length)
+        return ShapesDataset(resolution=resolution, seed=seed, split="train", length=length)
     return ImageCaptionFolder(data, resolution=resolution)
 
 
@@ -273,6 +278,7 @@ def _pre_encode(out, preset, data, device, progress):
     _need(paths, "vq-base", "vq-superres")
     count = _cache_size(data, preset)
     for stage in ("base", "superres"):
+        paths[f"validation-{stage}"].unlink(missing_ok=True)  # encoded by an earlier tokenizer
         vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
         pre_encode(vq, _dataset(data, vq.config.image_size, count if data == "shapes" else None),
                    paths[f"tokens-{stage}"], count=count, progress=progress)
@@ -325,8 +331,27 @@ def _monitor(sampler):
     return SampleMonitor([p for kind in PROMPT_KINDS for p in fixed[kind]], sampler)
 
 
+def _validation_tokens(out, data, device, which: str):
+    """The run's validation cache for the ``which`` (``"base"`` or ``"superres"``) tokenizer:
+    the first :data:`VALIDATION_SCENES` scenes of shapes-world seed 1 (the training cache is
+    seed 0's), encoded on first use and kept in ``tokens/validation-<which>.safetensors``.
+    ``None`` for a folder of pictures, which has no fresh examples to draw."""
+    from .vq import VQTokenizer, load_image_tokens, pre_encode
+
+    if data != "shapes":
+        return None
+    paths = stage_paths(out)
+    path = paths[f"validation-{which}"]
+    if not path.exists():
+        vq = VQTokenizer.load(paths[f"vq-{which}"], device=device)
+        pre_encode(vq, _dataset(data, vq.config.image_size, VALIDATION_SCENES, seed=1), path,
+                   progress=False)
+    return load_image_tokens(path)
+
+
 def _base_setup(out, preset, data, device, weights=None):
-    """The base transformer of this run, its token cache and its sample monitor (or None).
+    """The base transformer of this run, its token cache, its sample monitor (or None) and
+    its validation cache (or None).
     The model is freshly initialised from the preset, or, given ``weights``, loaded from
     that file with the architecture it was saved with."""
     from .models.base import BaseTransformer, BaseTransformerConfig
@@ -350,12 +375,14 @@ def _base_setup(out, preset, data, device, weights=None):
         model = BaseTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
                                 generator=backend.Generator(0)).to(device)
     monitor = _monitor(base_sampler(vq)) if _wants_monitor(data, preset, "base") else None
-    return model, load_image_tokens(paths["tokens-base"]), monitor
+    return (model, load_image_tokens(paths["tokens-base"]), monitor,
+            _validation_tokens(out, data, device, "base"))
 
 
 def _superres_setup(out, preset, data, device, weights=None):
-    """The super-resolution transformer of this run, its paired token cache and its sample
-    monitor (or None); the model as in :func:`_base_setup`."""
+    """The super-resolution transformer of this run, its paired token cache, its sample
+    monitor (or None) and its paired validation cache (or None); the model as in
+    :func:`_base_setup`."""
     from .models.superres import (SuperResTransformer, SuperResTransformerConfig,
                                   superres_monitor, superres_tokens)
     from .text.encoder import TextEncoder
@@ -382,7 +409,11 @@ def _superres_setup(out, preset, data, device, weights=None):
         model = SuperResTransformer(config, text_encoder=encoder, tokenizer=tokenizer,
                                     generator=backend.Generator(0)).to(device)
     monitor = superres_monitor(cache, vq) if _wants_monitor(data, preset, "superres") else None
-    return model, cache, monitor
+    validation = None
+    if data == "shapes":
+        validation = superres_tokens(_validation_tokens(out, data, device, "base"),
+                                     _validation_tokens(out, data, device, "superres"))
+    return model, cache, monitor, validation
 
 
 _SETUPS = {"base": _base_setup, "superres": _superres_setup}
@@ -393,10 +424,10 @@ def _train_transformer(stage: str):
     def run(out, preset, data, device, progress, schedule=None):
         from .train import train_stage
 
-        model, cache, monitor = _SETUPS[stage](out, preset, data, device)
+        model, cache, monitor, validation = _SETUPS[stage](out, preset, data, device)
         config = dataclasses.replace(_train_config(preset, stage, progress), **(schedule or {}))
         result = train_stage(model, cache, config, stage_paths(out)[stage].parent,
-                             monitor=monitor, resume=True)
+                             monitor=monitor, validation=validation, resume=True)
         if progress:
             print(f"{_TITLES[stage]}: steps {result.start_step}-{result.step} in "
                   f"{result.seconds / 60:.1f} min", flush=True)
@@ -648,10 +679,12 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     log(f"[{stage}] {steps} more steps from its weights (lr {config.lr:g}) in {folder}")
     started = time.perf_counter()
     # the architecture is the saved model's: the preset may have changed since it was trained
-    model, cache, monitor = _SETUPS[stage](out, preset, data, device, weights=weights)
+    model, cache, monitor, validation = _SETUPS[stage](out, preset, data, device,
+                                                       weights=weights)
     partial_key = f"{stage}/{folder.name}"
     try:
-        result = train_stage(model, cache, config, folder, monitor=monitor, resume=True)
+        result = train_stage(model, cache, config, folder, monitor=monitor,
+                             validation=validation, resume=True)
     except BaseException:  # an interrupted round keeps its time for the command resuming it
         _update_record(out, partial_key, time.perf_counter() - started, finished=False)
         raise

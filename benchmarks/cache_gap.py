@@ -5,17 +5,17 @@
 
 The base transformer trains on a fixed cache of pre-encoded scenes (20,000 in the default
 preset), seeing each one many times. This computes its masked-token loss, as in training
-(random masks from the cosine schedule, label smoothing, no caption dropout), on ``--scenes``
-scenes of the cache and on as many fresh shapes-world scenes it has never seen (seed
-``--seed``; the cache used 0), encoded by the pipeline's own base tokenizer. The same masks
-are drawn for both. A gap that grows from one training round to the next means the stage
+(:func:`tinymuse.train.held_out_loss`: masks from the cosine schedule, caption dropout, label
+smoothing; the same draws for both), on ``--scenes`` scenes of the cache and on as many fresh
+shapes-world scenes it has never seen (seed ``--seed``; the cache used 0), encoded by the
+pipeline's own base tokenizer. ``tinymuse train`` logs the same two numbers for 256 scenes
+at every sampling. A gap that grows from one training round to the next means the stage
 is fitting its cache more than the world: more cached scenes (a larger preset ``images``)
 would help it more than more steps.
 """
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -24,29 +24,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinymuse import backend  # noqa: E402
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
-from tinymuse.tensor import no_grad  # noqa: E402
+from tinymuse.train import held_out_loss  # noqa: E402
 from tinymuse.vq import load_image_tokens  # noqa: E402
-from tinymuse.vq.tokens import load_examples  # noqa: E402
-
-
-def mean_loss(base, grids, captions, draws: int, batch: int) -> float:
-    """The masked-token training loss of ``base`` on ``grids`` (N, h, w), averaged over
-    ``draws`` independent mask draws (draw ``d`` uses ``Generator(d)``)."""
-    base = base.eval()
-    base.config = dataclasses.replace(base.config, caption_dropout=0.0)
-    losses = []
-    for draw in range(draws):
-        generator = backend.Generator(draw)
-        for start in range(0, len(grids), batch):
-            ids, mask = base.tokenize(list(captions[start:start + batch]), check_words=False)
-            with no_grad():
-                step = base.training_loss({"tokens": grids[start:start + batch],
-                                           "text_ids": ids, "text_mask": mask}, generator)
-            losses.append(float(step.loss.numpy()))
-    return float(np.mean(losses))
+from tinymuse.vq.tokens import ImageTokens, load_examples  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -54,16 +36,14 @@ def main(argv=None) -> int:
     parser.add_argument("--pipeline", action="append", required=True,
                         help="pipeline folder (repeat to compare weights)")
     parser.add_argument("--cache", required=True, help="the run's tokens/base.safetensors")
-    parser.add_argument("--scenes", type=int, default=512, help="scenes of each kind")
+    parser.add_argument("--scenes", type=int, default=2048, help="scenes of each kind")
     parser.add_argument("--seed", type=int, default=321, help="shapes-world seed of the fresh "
                         "scenes (the cache used 0)")
-    parser.add_argument("--draws", type=int, default=4, help="mask draws per scene")
     parser.add_argument("--batch", type=int, default=64)
     args = parser.parse_args(argv)
 
     cache = load_image_tokens(args.cache)
     n = min(args.scenes, len(cache.captions))
-    cached = np.asarray(cache.tokens[:n]), list(cache.captions[:n])
     fresh = None
     print("| weights | loss on cached scenes | loss on fresh scenes | gap |")
     print("| --- | --- | --- | --- |")
@@ -75,9 +55,10 @@ def main(argv=None) -> int:
             images, captions = load_examples(dataset, range(n))
             grids = np.concatenate([pipeline.encode_images(images[i:i + args.batch])[0]
                                     for i in range(0, n, args.batch)])
-            fresh = grids, captions
-        seen = mean_loss(pipeline.base, *cached, args.draws, args.batch)
-        unseen = mean_loss(pipeline.base, *fresh, args.draws, args.batch)
+            fresh = ImageTokens(grids, np.arange(n), captions, {})
+        base = pipeline.base.eval()
+        seen, unseen = (held_out_loss(base, tokens, base.make_batch, args.batch, n)
+                        for tokens in (cache, fresh))
         print(f"| {path} | {seen:.4f} | {unseen:.4f} | {unseen - seen:+.4f} |  "
               f"({time.perf_counter() - started:.0f} s)", flush=True)
     return 0

@@ -1,4 +1,4 @@
-"""The masked-token training loop: exact resume, NaN stops, EMA, monitoring, reuse."""
+"""The masked-token training loop: exact resume, NaN stops, EMA, monitoring, validation, reuse."""
 import json
 
 import numpy as np

@@ -274,6 +274,7 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
                          "(tinymuse.vq.tokens.pre_encode)")
     if validation is not None and len(validation) == 0:
         raise ValueError("the validation cache is empty: pass None for no validation")
+    validation_rows = None if validation is None else min(len(validation), size)
     end = config.steps if stop_at is None else min(stop_at, config.steps)
 
     model.train()
@@ -314,9 +315,9 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
             model.train()
 
     def validate(at_step: int) -> dict:
-        rows = min(len(validation), size)
         losses = with_sampling_weights(lambda: [
-            held_out_loss(model, cache, batch_fn, config.batch_size, rows, config.seed)
+            held_out_loss(model, cache, batch_fn, config.batch_size, validation_rows,
+                          config.seed)
             for cache in (validation, token_cache)])
         metrics = {"step": at_step, "loss": losses[0], "training_rows_loss": losses[1]}
         _log(out_dir, {"kind": "validation", **metrics})
@@ -373,7 +374,7 @@ def train_stage(model, token_cache, config: TrainConfig | None = None, out_dir=N
             validations.append(validate(step))
             if bar is not None:
                 held = validations[-1]
-                bar.write(f"step {step}: loss on {min(len(validation), size)} validation "
+                bar.write(f"step {step}: loss on {validation_rows} validation "
                           f"examples {held['loss']:.3f}, on as many training ones "
                           f"{held['training_rows_loss']:.3f}")
         if monitor is not None and due:

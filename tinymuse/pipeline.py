@@ -65,9 +65,9 @@ DTYPES = ("float32", "float16")
 
 # Default decoding steps of (base, super-resolution): Muse's own 24 and 8. Each base step
 # fixes a few of the 64 tokens; with fewer steps more of them are chosen together, before
-# they can see one another. On 700 prompts the bundled cascade scored "all" 0.82 / 0.82
-# (seeds 0 / 1) at 24 base steps, 0.80 / 0.82 at 16 and 0.78 / 0.81 at 12, glyphs 0.64 /
-# 0.68 at 24 against 0.59 / 0.62 at 12 (README, "Measured"). They cost `tinymuse demo` 4.6 s
+# they can see one another. On 700 prompts the bundled cascade scored "all" 0.88 / 0.86
+# (seeds 0 / 1) at 24 base steps, 0.86 / 0.84 at 16 and 0.84 / 0.82 at 12, glyphs 0.81 /
+# 0.73 at 24 against 0.71 / 0.73 at 12 (README, "Measured"). They cost `tinymuse demo` 4.6 s
 # single-threaded, against 2.5 s at its earlier 8 + 6.
 STEPS = (24, 8)
 
@@ -102,9 +102,8 @@ GUIDANCE = (3.0, 0.0)
 # "linear" raises the base stage's scale from s/T at the first step to s at the last, so the
 # first tokens, which the rest of the picture is built on, are drawn close to the model's own
 # idea of a picture, and the prompt's pull grows as the grid fills in. On 700 prompts the
-# bundled cascade scored "all" 0.82 / 0.82 (seeds 0 / 1) with it against 0.79 / 0.81 with the
-# constant scale; the weights before, at 12 steps, 0.80 / 0.77 against 0.76 / 0.73, glyphs
-# 0.68 / 0.56 against 0.55 / 0.53 (README, "Measured"). The unguided super-resolution stage
+# bundled cascade scored "all" 0.88 / 0.86 (seeds 0 / 1) with it against 0.84 / 0.85 with the
+# constant scale, the previous weights 0.82 / 0.82 against 0.79 / 0.81 (README, "Measured"). The unguided super-resolution stage
 # has nothing to ramp.
 GUIDANCE_SCHEDULE = ("linear", "constant")
 

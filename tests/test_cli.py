@@ -346,6 +346,48 @@ def test_more_steps_needs_a_finished_transformer_stage(run_dir, tmp_path, capsys
     assert "train it first" in error_line(capsys)
 
 
+def test_images_encodes_the_caches_again_with_more_scenes_that_rounds_then_train_on(
+        run_dir, tmp_path):
+    from tinymuse.vq import load_image_tokens
+
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    tokens = {stage: out / "tokens" / f"{stage}.safetensors" for stage in ("base", "superres")}
+    before = {stage: load_image_tokens(path) for stage, path in tokens.items()}
+    count = len(before["base"])
+    assert run("train", "--stage", "tokens", "--out", out, "--images", count + 8,
+               "--quiet") == 0
+    for stage, path in tokens.items():
+        after = load_image_tokens(path)
+        assert len(after) == count + 8
+        # scene i is the same whatever the count: the old cache is the new one's beginning
+        assert np.array_equal(after.tokens[:count], before[stage].tokens)
+        assert after.captions[:count] == before[stage].captions
+    entry = load_record(out)["stages"]["tokens"]
+    assert [m["images"] for m in entry["more"]] == [count + 8]
+    assert entry["seconds"] >= load_record(run_dir)["stages"]["tokens"]["seconds"]
+    # the super-resolution stage pairs the two new caches and trains on them
+    assert run("train", "--stage", "superres", "--out", out, "--more-steps", 2, "--quiet") == 0
+
+
+def test_images_needs_the_tokens_stage_of_a_finished_shapes_run(run_dir, tmp_path, capsys):
+    assert run("train", "--stage", "base", "--out", run_dir, "--images", 100) == 2
+    assert "use it with --stage tokens" in error_line(capsys)
+    assert run("train", "--stage", "tokens", "--out", run_dir, "--images", 0) == 2
+    assert ">= 1" in error_line(capsys)
+    assert run("train", "--stage", "tokens", "--out", tmp_path / "empty", "--images", 100) == 2
+    assert "no finished 'tokens' stage" in error_line(capsys)
+    folder_run = tmp_path / "folder-run"
+    shutil.copytree(run_dir, folder_run)
+    record = json.loads((folder_run / "cascade.json").read_text())
+    record["data"] = str(tmp_path / "pictures")
+    (folder_run / "cascade.json").write_text(json.dumps(record))
+    cache = (folder_run / "tokens" / "base.safetensors").read_bytes()
+    assert run("train", "--stage", "tokens", "--out", folder_run, "--images", 100) == 2
+    assert "for the shapes world" in error_line(capsys)
+    assert (folder_run / "tokens" / "base.safetensors").read_bytes() == cache
+
+
 def test_a_transformer_stage_trains_on_its_own_schedule_and_records_it(run_dir, tmp_path,
                                                                          capsys):
     out = tmp_path / "run"

@@ -33,7 +33,9 @@ Training further. A transformer stage's learning rate follows a schedule to its 
 "more of the same" is not a resume: :func:`train_more` (``tinymuse train --stage base
 --more-steps N``) starts a new schedule from the stage's weights, in ``<stage>/more-1``,
 ``more-2``, …, then puts the new weights in place, records the round in ``cascade.json`` and
-assembles the pipeline again.
+assembles the pipeline again. When the rounds have seen each cached scene too often, a
+finished run's caches can be encoded again with more scenes first: :func:`more_images`
+(``tinymuse train --stage tokens --images N``).
 
 A transformer stage's schedule can differ from the preset's: ``schedule={"steps": …,
 "batch_size": …, "lr": …, "warmup_steps": …, "ema_decay": …}`` (``tinymuse train --stage base
@@ -60,7 +62,7 @@ import numpy as np
 from . import backend
 
 __all__ = ["STAGES", "PRESETS", "CascadePreset", "CascadeError", "train_cascade", "train_more",
-           "stage_paths", "load_record", "SCHEDULE_KEYS"]
+           "more_images", "stage_paths", "load_record", "SCHEDULE_KEYS"]
 
 STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders", "base",
           "superres", "pipeline")
@@ -708,6 +710,57 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     if "pipeline" in record["stages"]:
         log("[pipeline] assembling again with the new weights")
         _assemble(out, preset, data, device, progress)
+    return record
+
+
+def more_images(out_dir, images: int, device: str = "cpu", progress: bool = True,
+                log=print) -> dict:
+    """Encode the token caches of the run in ``out_dir`` again, with ``images`` shapes-world
+    scenes instead of the preset's count; return the run record.
+
+    A transformer stage that has seen each cached scene many times learns the cache instead
+    of the world: its loss on fresh scenes stops falling while its loss on cached ones still
+    falls (``train_stage``'s validation lines show the gap). More scenes, not more steps,
+    are the cure. Scene ``i`` of the shapes world is the same whatever the count, so the
+    new caches begin with the old ones, and the tokenizers are the run's own, so the
+    transformers' later ``--more-steps`` rounds simply see more of the same world. Both
+    caches are re-encoded (the super-resolution stage trains on pairs of them); each file is
+    replaced atomically, so an interrupted command leaves old and new caches that the
+    super-resolution stage refuses to pair until the command is run again.
+    """
+    from .vq import VQTokenizer, pre_encode
+
+    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
+        raise CascadeError(f"the number of scenes to cache must be a whole number >= 1, got "
+                           f"{images!r}")
+    out = Path(out_dir)
+    record = load_record(out)
+    if record is None or "tokens" not in record["stages"]:
+        raise CascadeError(f"{out} has no finished 'tokens' stage to encode again; a new run "
+                           f"caches the preset's count (`tinymuse train --stage tokens --out "
+                           f"{out}` first)")
+    if record["data"] != "shapes":
+        raise CascadeError(f"{out} trains on the folder {record['data']!r}, whose cache already "
+                           f"holds every picture; --images is for the shapes world")
+    paths = stage_paths(out)
+    started = time.perf_counter()
+    for stage in ("base", "superres"):
+        log(f"[tokens] encoding {images:,} scenes with the {stage} tokenizer")
+        vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
+        pre_encode(vq, _dataset("shapes", vq.config.image_size, images),
+                   paths[f"tokens-{stage}"], count=images, progress=progress)
+    seconds = time.perf_counter() - started
+    with _record_lock(out):
+        record = load_record(out)
+        entry = record["stages"]["tokens"]
+        entry.setdefault("more", []).append(
+            {"images": images, "seconds": round(seconds, 1),
+             "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+        entry["seconds"] = round(entry["seconds"] + seconds, 1)
+        record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+        _save_record(out, record)
+    log(f"[tokens] {images:,} scenes cached in {seconds / 60:.1f} min; train on them with "
+        f"--more-steps")
     return record
 
 

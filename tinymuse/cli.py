@@ -302,9 +302,14 @@ def _format_scores(entry: dict) -> str:
 
 
 def cmd_train(args) -> int:
-    from .cascade import train_cascade, train_more
+    from .cascade import more_images, train_cascade, train_more
 
-    if args.more_steps is not None:
+    if args.images is not None:
+        if args.stage != "tokens":
+            raise CommandError(f"--images re-encodes the token caches: use it with --stage "
+                               f"tokens, not --stage {args.stage}")
+        record = more_images(args.out, args.images, device=args.device, progress=not args.quiet)
+    elif args.more_steps is not None:
         if args.steps is not None:
             raise CommandError("--more-steps is already the number of steps; drop --steps")
         record = train_more(args.out, args.stage, args.more_steps, lr=args.lr,
@@ -477,6 +482,11 @@ def build_parser() -> argparse.ArgumentParser:
                        help="continue a run: skip finished stages, resume unfinished ones")
     train.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     train.add_argument("--quiet", action="store_true", help="no progress bars")
+    train.add_argument("--images", type=int, metavar="N",
+                       help="with --stage tokens on a finished run: encode the token caches "
+                            "again with N shapes-world scenes (the first ones are the old "
+                            "cache's), for --more-steps rounds that would otherwise see the "
+                            "same scenes over and over")
     more = train.add_argument_group(
         "a transformer stage's schedule (with --stage base or superres; default: the preset's)")
     more.add_argument("--more-steps", type=int, metavar="N",

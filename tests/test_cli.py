@@ -373,6 +373,9 @@ def test_images_encodes_the_caches_again_with_more_scenes_that_rounds_then_train
 def test_images_needs_the_tokens_stage_of_a_finished_shapes_run(run_dir, tmp_path, capsys):
     assert run("train", "--stage", "base", "--out", run_dir, "--images", 100) == 2
     assert "use it with --stage tokens" in error_line(capsys)
+    assert run("train", "--stage", "tokens", "--out", run_dir, "--images", 100,
+               "--more-steps", 3) == 2
+    assert "two commands" in error_line(capsys)
     assert run("train", "--stage", "tokens", "--out", run_dir, "--images", 0) == 2
     assert ">= 1" in error_line(capsys)
     assert run("train", "--stage", "tokens", "--out", tmp_path / "empty", "--images", 100) == 2

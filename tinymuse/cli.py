@@ -308,6 +308,10 @@ def cmd_train(args) -> int:
         if args.stage != "tokens":
             raise CommandError(f"--images re-encodes the token caches: use it with --stage "
                                f"tokens, not --stage {args.stage}")
+        if args.more_steps is not None:
+            raise CommandError("--images and --more-steps are two commands: encode the caches "
+                               "with --stage tokens --images N first, then train with "
+                               "--stage base|superres --more-steps N")
         record = more_images(args.out, args.images, device=args.device, progress=not args.quiet)
     elif args.more_steps is not None:
         if args.steps is not None:

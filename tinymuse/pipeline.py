@@ -68,7 +68,7 @@ DTYPES = ("float32", "float16")
 # they can see one another. On 700 prompts the bundled cascade scored "all" 0.88 / 0.86
 # (seeds 0 / 1) at 24 base steps, 0.86 / 0.84 at 16 and 0.84 / 0.82 at 12, glyphs 0.81 /
 # 0.73 at 24 against 0.71 / 0.73 at 12 (README, "Measured"). They cost `tinymuse demo` 4.6 s
-# single-threaded, against 2.5 s at its earlier 8 + 6.
+# single-threaded, against 2.5 s at its earlier 8 + 6 (measured the same day).
 STEPS = (24, 8)
 
 # Default sampling temperatures of (base, super-resolution). The base stage decides the
@@ -103,8 +103,8 @@ GUIDANCE = (3.0, 0.0)
 # first tokens, which the rest of the picture is built on, are drawn close to the model's own
 # idea of a picture, and the prompt's pull grows as the grid fills in. On 700 prompts the
 # bundled cascade scored "all" 0.88 / 0.86 (seeds 0 / 1) with it against 0.84 / 0.85 with the
-# constant scale, the previous weights 0.82 / 0.82 against 0.79 / 0.81 (README, "Measured"). The unguided super-resolution stage
-# has nothing to ramp.
+# constant scale, the previous weights 0.82 / 0.82 against 0.79 / 0.81 (README, "Measured").
+# The unguided super-resolution stage has nothing to ramp.
 GUIDANCE_SCHEDULE = ("linear", "constant")
 
 

@@ -376,6 +376,8 @@ def test_images_needs_the_tokens_stage_of_a_finished_shapes_run(run_dir, tmp_pat
     assert run("train", "--stage", "tokens", "--out", run_dir, "--images", 100,
                "--more-steps", 3) == 2
     assert "two commands" in error_line(capsys)
+    assert run("train", "--stage", "tokens", "--out", run_dir, "--images", 100, "--lr", 1e-3) == 2
+    assert "two commands" in error_line(capsys)
     assert run("train", "--stage", "tokens", "--out", run_dir, "--images", 0) == 2
     assert ">= 1" in error_line(capsys)
     assert run("train", "--stage", "tokens", "--out", tmp_path / "empty", "--images", 100) == 2

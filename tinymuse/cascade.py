@@ -274,13 +274,19 @@ def _train_vq(stage: str):
 
 
 def _pre_encode(out, preset, data, device, progress):
-    from .vq import VQTokenizer, pre_encode
-
     paths = stage_paths(out)
     _need(paths, "vq-base", "vq-superres")
-    count = _cache_size(data, preset)
     for stage in ("base", "superres"):
         paths[f"validation-{stage}"].unlink(missing_ok=True)  # encoded by an earlier tokenizer
+    _encode_caches(paths, data, _cache_size(data, preset), device, progress)
+
+
+def _encode_caches(paths: dict, data: str, count: int, device, progress) -> None:
+    """Write both token caches: the first ``count`` examples of ``data``, each encoded by
+    its stage's VQ tokenizer."""
+    from .vq import VQTokenizer, pre_encode
+
+    for stage in ("base", "superres"):
         vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
         pre_encode(vq, _dataset(data, vq.config.image_size, count if data == "shapes" else None),
                    paths[f"tokens-{stage}"], count=count, progress=progress)
@@ -657,9 +663,7 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     if stage not in MORE_STAGES:
         raise CascadeError(f"only a transformer stage can be trained for more steps "
                            f"(--stage base or --stage superres), not {stage!r}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise CascadeError(f"the number of extra steps must be a whole number >= 1, got "
-                           f"{steps!r}")
+    _check_count(steps, "extra steps")
     out = Path(out_dir)
     record = load_record(out)
     if record is None or stage not in record["stages"]:
@@ -697,13 +701,9 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
         record = load_record(out)
         seconds = _earlier(record, partial_key, result.earlier_seconds) + (
             time.perf_counter() - started)
-        entry = record["stages"][stage]
-        entry.setdefault("more", []).append(
-            {"steps": steps, "lr": config.lr, "warmup_steps": config.warmup_steps,
-             "ema": config.ema_decay, "batch_size": config.batch_size,
-             "seconds": round(seconds, 1), "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-        entry["seconds"] = round(entry["seconds"] + seconds, 1)
-        record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+        _add_round(record, stage, seconds, steps=steps, lr=config.lr,
+                   warmup_steps=config.warmup_steps, ema=config.ema_decay,
+                   batch_size=config.batch_size)
         _save_record(out, record)
     log(f"[{stage}] steps {result.start_step}-{result.step} of {steps} more in "
         f"{seconds / 60:.1f} min; weights in {weights}")
@@ -728,11 +728,7 @@ def more_images(out_dir, images: int, device: str = "cpu", progress: bool = True
     replaced atomically, so an interrupted command leaves old and new caches that the
     super-resolution stage refuses to pair until the command is run again.
     """
-    from .vq import VQTokenizer, pre_encode
-
-    if isinstance(images, bool) or not isinstance(images, int) or images < 1:
-        raise CascadeError(f"the number of scenes to cache must be a whole number >= 1, got "
-                           f"{images!r}")
+    _check_count(images, "scenes to cache")
     out = Path(out_dir)
     record = load_record(out)
     if record is None or "tokens" not in record["stages"]:
@@ -742,26 +738,38 @@ def more_images(out_dir, images: int, device: str = "cpu", progress: bool = True
     if record["data"] != "shapes":
         raise CascadeError(f"{out} trains on the folder {record['data']!r}, whose cache already "
                            f"holds every picture; --images is for the shapes world")
-    paths = stage_paths(out)
+    log(f"[tokens] encoding {images:,} scenes with the base and super-resolution tokenizers")
     started = time.perf_counter()
-    for stage in ("base", "superres"):
-        log(f"[tokens] encoding {images:,} scenes with the {stage} tokenizer")
-        vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
-        pre_encode(vq, _dataset("shapes", vq.config.image_size, images),
-                   paths[f"tokens-{stage}"], count=images, progress=progress)
+    _encode_caches(stage_paths(out), "shapes", images, device, progress)
     seconds = time.perf_counter() - started
     with _record_lock(out):
         record = load_record(out)
-        entry = record["stages"]["tokens"]
-        entry.setdefault("more", []).append(
-            {"images": images, "seconds": round(seconds, 1),
-             "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
-        entry["seconds"] = round(entry["seconds"] + seconds, 1)
-        record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+        _add_round(record, "tokens", seconds, images=images)
         _save_record(out, record)
     log(f"[tokens] {images:,} scenes cached in {seconds / 60:.1f} min; train on them with "
         f"--more-steps")
     return record
+
+
+def _check_count(value, what: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise CascadeError(f"the number of {what} must be a whole number >= 1, got {value!r}")
+
+
+def _add_round(record: dict, stage: str, seconds: float, **details) -> None:
+    """Add a round of ``seconds`` that continued the finished ``stage`` (its ``details``:
+    steps and schedule, or scenes cached) to the run ``record``: the stage's ``"more"`` list,
+    its time and the run's."""
+    entry = record["stages"][stage]
+    entry.setdefault("more", []).append(
+        {**details, "seconds": round(seconds, 1),
+         "finished": time.strftime("%Y-%m-%d %H:%M:%S")})
+    entry["seconds"] = round(entry["seconds"] + seconds, 1)
+    _add_up(record)
+
+
+def _add_up(record: dict) -> None:
+    record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
 
 
 def _earlier(record: dict, name: str, earlier: float | None) -> float:
@@ -789,6 +797,6 @@ def _update_record(out: Path, name: str, seconds: float, finished: bool,
                 record["stages"][name]["schedule"] = schedule
         else:
             partial[name] = round(total, 1)
-        record["seconds"] = round(sum(s["seconds"] for s in record["stages"].values()), 1)
+        _add_up(record)
         _save_record(out, record)
     return record

@@ -304,14 +304,18 @@ def _format_scores(entry: dict) -> str:
 def cmd_train(args) -> int:
     from .cascade import more_images, train_cascade, train_more
 
+    schedule = {key: value for key, value in (
+        ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+        ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
     if args.images is not None:
         if args.stage != "tokens":
             raise CommandError(f"--images re-encodes the token caches: use it with --stage "
                                f"tokens, not --stage {args.stage}")
-        if args.more_steps is not None:
-            raise CommandError("--images and --more-steps are two commands: encode the caches "
-                               "with --stage tokens --images N first, then train with "
-                               "--stage base|superres --more-steps N")
+        if args.more_steps is not None or schedule:
+            raise CommandError("--images and a transformer stage's schedule (--more-steps, "
+                               "--steps, --lr, ...) are two commands: encode the caches with "
+                               "--stage tokens --images N first, then train with --stage "
+                               "base|superres --more-steps N")
         record = more_images(args.out, args.images, device=args.device, progress=not args.quiet)
     elif args.more_steps is not None:
         if args.steps is not None:
@@ -320,9 +324,6 @@ def cmd_train(args) -> int:
                             warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
                             progress=not args.quiet, batch_size=args.batch_size)
     else:
-        schedule = {key: value for key, value in (
-            ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
-            ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
         record = train_cascade(args.out, stage=args.stage, preset=args.preset, data=args.data,
                                resume=args.resume, device=args.device,
                                progress=not args.quiet, schedule=schedule)

@@ -560,6 +560,17 @@ def test_eval_scores_every_attribute_and_the_base_stage_alone(run_dir, tmp_path,
     assert "overall (4 prompts)" in capsys.readouterr().out
 
 
+def test_eval_scores_one_kind_of_prompt(run_dir, tmp_path, capsys):
+    out = tmp_path / "single.json"
+    assert run("eval", "--prompts", 2, "--kind", "single", "--steps", 2, "--sr-steps", 2,
+               "--pipeline", run_dir, "--out", out) == 0
+    scores = json.loads(out.read_text())
+    assert set(scores) == {"train/single", "heldout/single", "overall", "settings"}
+    assert scores["overall"]["prompts"] == 4
+    assert run("eval", "--kind", "glyph", "--split", "heldout", "--pipeline", run_dir) == 2
+    assert "no glyph prompts" in error_line(capsys)
+
+
 def test_eval_reads_a_prompt_file(run_dir, tmp_path, capsys):
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\n\nthe letter A in blue\n")

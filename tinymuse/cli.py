@@ -255,7 +255,12 @@ def cmd_eval(args) -> int:
             raise CommandError(f"{file} holds no prompts (one per line)")
     else:
         splits = ("train", "heldout") if args.split == "both" else (args.split,)
-        sets = {split: evaluation_prompts(args.prompts, split) for split in splits}
+        sets = {split: {kind: prompts for kind, prompts in
+                        evaluation_prompts(args.prompts, split).items()
+                        if args.kind in (None, kind)} for split in splits}
+        if not any(sets.values()):
+            raise CommandError(f"the held-out split has no {args.kind} prompts (glyphs have "
+                               f"no colour–shape pair to hold out); use --split train")
     options = _sampling_options(args)
     results, everything = {}, {"prompts": [], "pipeline": [], "base_alone": []}
     for split, by_kind in sets.items():
@@ -396,6 +401,7 @@ def _add_edit_input(parser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from .cascade import PRESETS, STAGES
+    from .train import PROMPT_KINDS
 
     parser = argparse.ArgumentParser(
         prog="tinymuse",
@@ -466,6 +472,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "(single, count, relation, glyph)")
     evaluate.add_argument("--split", default="both", choices=("train", "heldout", "both"),
                           help="seen combinations, held-out ones, or both")
+    evaluate.add_argument("--kind", choices=PROMPT_KINDS,
+                          help="score only this kind of prompt (default: all four)")
     evaluate.add_argument("--prompt-file", help="score these prompts instead (one per line)")
     evaluate.add_argument("--compare-base", action="store_true",
                           help="also score the base stage alone (its 32×32 images, same "

@@ -8,8 +8,9 @@
 2. ``generate`` per image, inside one process with the pipeline already loaded: one prompt at
    a time (the latency a user of ``tinymuse generate "..."`` waits for, minus start-up), and a
    batch of 16 prompts divided by 16 (the cost per image when prompts are batched), at the
-   command's default settings (12 base steps, 8 super-resolution steps, guidance 3 on the
-   base stage and none on the super-resolution stage), and with both stages guided.
+   command's default settings (``tinymuse.pipeline.STEPS`` and ``GUIDANCE``: 24 base steps,
+   8 super-resolution steps, only the base stage guided), and with both stages guided at
+   the base stage's scale.
 
 A benchmark measures; no test asserts a time.
 """

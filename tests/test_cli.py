@@ -16,6 +16,7 @@ from PIL import Image
 from tinymuse import Pipeline, checkpoint, cli
 from tinymuse.cascade import STAGES, load_record
 from tinymuse.data import ShapesDataset, parse_caption
+from tinymuse.pipeline import GUIDANCE, TEMPERATURES
 
 SIZE = 64  # the tiny preset keeps the real image size
 
@@ -484,7 +485,7 @@ def test_only_the_base_stage_is_guided_unless_sr_guidance_says_so(run_dir, tmp_p
     default, both = png(tmp_path / "default.png"), png(tmp_path / "both.png")
     for image, guidance in ((default, (3.0, 0.0)), (both, (3.0, 3.0))):
         expected = pipeline.generate("a red circle", guidance_scale=guidance, seed=0,
-                                     temperature=(1.0, 1.0), output="uint8")[0]
+                                     temperature=(TEMPERATURES[0], 1.0), output="uint8")[0]
         assert np.array_equal(image, expected)
     assert not np.array_equal(default, both)
     assert run("generate", "a red circle", "--pipeline", run_dir,
@@ -501,7 +502,7 @@ def test_the_guidance_schedule_flags_reach_the_pipeline(run_dir, tmp_path, capsy
                "linear", "--sr-temperature", 1, "--out", out) == 0
     expected = pipeline.generate("a red circle", guidance_scale=(3.0, 2.0), seed=0,
                                  guidance_schedule=("constant", "linear"),
-                                 temperature=(1.0, 1.0), output="uint8")[0]
+                                 temperature=(TEMPERATURES[0], 1.0), output="uint8")[0]
     assert np.array_equal(png(out), expected)
     with pytest.raises(SystemExit):
         run("generate", "a red circle", "--pipeline", run_dir, "--guidance-schedule", "cosine")
@@ -593,8 +594,9 @@ def test_the_base_stage_of_a_run_scores_at_8_and_16_steps_with_and_without_guida
     assert train_main(["--vq", str(vq), "--out", str(out), "--text", str(run_dir / "tokenizer"),
                        "--score", "--prompts", "1"]) == 0
     scores = json.loads((out / "scores.json").read_text())
+    guided = f"guidance={GUIDANCE[0]:g}"  # by default the pipeline's scale
     assert {key.split("/", 2)[2] for key in scores} == {
-        "steps=8/guidance=0", "steps=8/guidance=3", "steps=16/guidance=0", "steps=16/guidance=3"}
+        "steps=8/guidance=0", f"steps=8/{guided}", "steps=16/guidance=0", f"steps=16/{guided}"}
     assert {key.split("/")[0] for key in scores} == {"train", "heldout"}
     assert all(0.0 <= v <= 1.0 for entry in scores.values() for v in entry.values())
 

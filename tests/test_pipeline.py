@@ -125,8 +125,9 @@ def test_each_stage_gets_its_own_settings(pipeline, decode_calls):
     calls.clear()
     pipeline.generate(PROMPTS, guidance_scale=0.0, seed=0, **FAST)
     assert all(c["uncond_condition"] is None for c in calls), "no guidance, no second branch"
-    assert [c["temperature"] for c in calls] == [1.0, 0.0], \
-        "by default the base stage samples and the super-resolution stage takes the likeliest"
+    assert [c["temperature"] for c in calls] == [0.8, 0.0], \
+        "by default the base stage samples (a little cooled) and the super-resolution stage " \
+        "takes the likeliest"
     assert [c["choice_temperature"] for c in calls] == [0.0, 4.5], \
         "by default the base stage keeps its most confident tokens, without MaskGIT's noise"
     assert [c["guidance_schedule"] for c in calls] == ["linear", "constant"], \
@@ -142,7 +143,7 @@ def test_training_samples_the_base_stage_as_the_pipeline_does(pipeline, decode_c
     pipeline.generate(PROMPTS, seed=0, **FAST)
     base_sampler(pipeline.base_vq, steps=3)(pipeline.base, PROMPTS)
     from_pipeline, _, from_monitor = decode_calls
-    for option in ("choice_temperature", "guidance_schedule"):
+    for option in ("temperature", "choice_temperature", "guidance_schedule"):
         assert from_monitor.get(option) == from_pipeline[option], \
             f"the training monitor's scores would not show what users get ({option})"
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from . import __version__
 from .decoding import GUIDANCE_SCHEDULES
-from .pipeline import CHOICE_TEMPERATURES, GUIDANCE, GUIDANCE_SCHEDULE, STEPS
+from .pipeline import CHOICE_TEMPERATURES, GUIDANCE, GUIDANCE_SCHEDULE, STEPS, TEMPERATURES
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
@@ -377,11 +377,13 @@ def _add_sampling_options(parser) -> None:
                         default=GUIDANCE_SCHEDULE[1],
                         help=f"the same for the super-resolution stage (default "
                              f"{GUIDANCE_SCHEDULE[1]})")
-    parser.add_argument("--temperature", type=float, default=1.0,
-                        help="sampling temperature of the base stage (default 1.0)")
-    parser.add_argument("--sr-temperature", type=float, default=0.0,
-                        help="sampling temperature of the super-resolution stage (default 0: "
-                             "the most likely token, which keeps shapes clean)")
+    parser.add_argument("--temperature", type=float, default=TEMPERATURES[0],
+                        help=f"sampling temperature of the base stage (default "
+                             f"{TEMPERATURES[0]:g})")
+    parser.add_argument("--sr-temperature", type=float, default=TEMPERATURES[1],
+                        help=f"sampling temperature of the super-resolution stage (default "
+                             f"{TEMPERATURES[1]:g}: the most likely token, which keeps shapes "
+                             f"clean)")
     parser.add_argument("--choice-temperature", type=float, default=CHOICE_TEMPERATURES[0],
                         help=f"noise on the confidences that choose which tokens each base "
                              f"step keeps (default {CHOICE_TEMPERATURES[0]:g}: the most "

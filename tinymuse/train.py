@@ -458,24 +458,27 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
 
 
 def base_sampler(vq, steps: int = 8, guidance_scale: float = 0.0, batch_size: int = 64,
-                 choice_temperature: float | None = None, guidance_schedule: str | None = None):
+                 choice_temperature: float | None = None, guidance_schedule: str | None = None,
+                 temperature: float | None = None):
     """``generate_images(model, prompts)`` for the base stage: decode token grids drawn by
-    ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]. The choice
-    temperature and guidance schedule default to the pipeline's for this stage
-    (``tinymuse.pipeline.CHOICE_TEMPERATURES``, ``GUIDANCE_SCHEDULE``), so training samples
-    and scores show what ``tinymuse generate`` would draw."""
-    from .pipeline import CHOICE_TEMPERATURES, GUIDANCE_SCHEDULE
+    ``model.generate`` with the VQ decoder, in batches; float images in [-1, 1]. The sampling
+    and choice temperatures and the guidance schedule default to the pipeline's for this stage
+    (``tinymuse.pipeline.TEMPERATURES``, ``CHOICE_TEMPERATURES``, ``GUIDANCE_SCHEDULE``), so
+    training samples and scores show what ``tinymuse generate`` would draw."""
+    from .pipeline import CHOICE_TEMPERATURES, GUIDANCE_SCHEDULE, TEMPERATURES
 
     if choice_temperature is None:
         choice_temperature = CHOICE_TEMPERATURES[0]
     if guidance_schedule is None:
         guidance_schedule = GUIDANCE_SCHEDULE[0]
+    if temperature is None:
+        temperature = TEMPERATURES[0]
 
     def generate_images(model, prompts):
         images = []
         for start in range(0, len(prompts), batch_size):
             tokens = model.generate(prompts[start:start + batch_size], steps=steps,
-                                    guidance_scale=guidance_scale,
+                                    guidance_scale=guidance_scale, temperature=temperature,
                                     choice_temperature=choice_temperature,
                                     guidance_schedule=guidance_schedule).tokens
             with no_grad():
@@ -517,6 +520,7 @@ def main(argv: list[str] | None = None) -> int:
     import sys
 
     from .models.base import BaseTransformer
+    from .pipeline import GUIDANCE
     from .text.encoder import TextEncoder
     from .text.tokenizer import Tokenizer
     from .vq import VQTokenizer
@@ -554,7 +558,9 @@ def main(argv: list[str] | None = None) -> int:
                         "oracle accuracy per attribute and prompt kind, seen and held-out, at "
                         "8 and 16 steps, with and without guidance; writes OUT/scores.json")
     parser.add_argument("--prompts", type=int, default=50, help="prompts per kind for --score")
-    parser.add_argument("--guidance", type=float, default=3.0, help="guidance scale for --score")
+    parser.add_argument("--guidance", type=float, default=GUIDANCE[0],
+                        help=f"guidance scale for --score (default {GUIDANCE[0]:g}, the "
+                             f"pipeline's)")
     args = parser.parse_args(argv)
 
     out = Path(args.out)

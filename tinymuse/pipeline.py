@@ -66,8 +66,8 @@ DTYPES = ("float32", "float16")
 # Default decoding steps of (base, super-resolution): Muse's own 24 and 8. Each base step
 # fixes a few of the 64 tokens; with fewer steps more of them are chosen together, before
 # they can see one another. On 700 prompts the bundled cascade scored "all" 0.88 / 0.86
-# (seeds 0 / 1) at 24 base steps, 0.86 / 0.84 at 16 and 0.84 / 0.82 at 12, glyphs 0.81 /
-# 0.73 at 24 against 0.71 / 0.73 at 12 (README, "Measured"). They cost `tinymuse demo` 4.6 s
+# (seeds 0 / 1; guidance 3, temperature 1) at 24 base steps, 0.86 / 0.84 at 16 and 0.84 / 0.82
+# at 12, glyphs 0.81 / 0.73 at 24 against 0.71 / 0.73 at 12 (README, "Measured"). They cost `tinymuse demo` 4.6 s
 # single-threaded, against 2.5 s at its earlier 8 + 6 (measured the same day).
 STEPS = (24, 8)
 

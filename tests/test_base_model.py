@@ -6,12 +6,13 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 from tinymuse import Tensor, backend, optim
-from tinymuse.data.grammar import UnknownWordError
 from tinymuse.models import base as base_module
 from tinymuse.models import BaseTransformer, BaseTransformerConfig, TextContext, masked_token_loss
 from tinymuse.text.encoder import TextEncoder, TextEncoderConfig
-from tinymuse.text.pretrain import shapes_captions
-from tinymuse.text.tokenizer import Tokenizer
+from tinymuse.data import shapes_captions
+from tinymuse.decoding import sample_stage
+from tinymuse.sampling import BASE
+from tinymuse.text.tokenizer import OutOfVocabularyError, Tokenizer
 
 K, GRID = 16, 4  # a 16-code codebook, 4×4 = 16 image tokens: [MASK] = 16
 
@@ -173,7 +174,7 @@ def test_empty_prompts_give_finite_logits(tokenizer, device):
 
 def test_an_unknown_word_gets_an_error_naming_it(tokenizer):
     model = tiny_model(tokenizer)
-    with pytest.raises(UnknownWordError, match="hexagon") as error:
+    with pytest.raises(OutOfVocabularyError, match="hexagon") as error:
         model.encode_prompts(["a red circle", "a red hexagon"])
     assert "circle" in str(error.value), "the error lists the known words"
     with pytest.raises(ValueError, match="no tokenizer"):
@@ -258,23 +259,25 @@ def test_a_tiny_model_overfits_a_few_token_grids(tokenizer):
     # smoothed target, 0.57; a model that has memorised the grids sits close above it, a
     # model that has not is above ln 16 = 2.8 (measured at the end: about 0.8).
     assert np.mean(losses[-20:]) < 1.2, np.mean(losses[-20:])
-    result = model.generate(captions, steps=4, temperature=0.0, generator=backend.Generator(0))
+    greedy = BASE.replace(steps=4, temperature=0.0, guidance_scale=0.0)
+    result = sample_stage(model, captions, greedy, generator=backend.Generator(0))
     assert result.tokens.shape == (4, GRID, GRID)
     assert np.mean(result.tokens == grids) >= 0.95
 
 
-def test_generate_with_guidance_is_seeded_and_valid(tokenizer):
+def test_sampling_with_guidance_is_seeded_and_valid(tokenizer):
     model = tiny_model(tokenizer)
-    first = model.generate(["a red circle", ""], steps=3, guidance_scale=2.0,
-                           generator=backend.Generator(5))
-    again = model.generate(["a red circle", ""], steps=3, guidance_scale=2.0,
-                           generator=backend.Generator(5))
+    guided = BASE.replace(steps=3, guidance_scale=2.0)
+    first = sample_stage(model, ["a red circle", ""], guided, generator=backend.Generator(5))
+    again = sample_stage(model, ["a red circle", ""], guided, generator=backend.Generator(5))
     np.testing.assert_array_equal(first.tokens, again.tokens)
     assert ((first.tokens >= 0) & (first.tokens < K)).all()
-    negative = model.generate(["a red circle"], steps=3, guidance_scale=2.0,
-                              negative_prompts=["a blue circle"], generator=backend.Generator(5))
+    negative = sample_stage(model, ["a red circle"], guided, negative_prompts=["a blue circle"],
+                            generator=backend.Generator(5))
     assert negative.tokens.shape == (1, GRID, GRID)
-    assert model.training, "generate puts the model back in training mode"
+    assert model.training, "sampling puts the model back in training mode"
+    with pytest.raises(ValueError, match="low-resolution tokens are for the super-resolution"):
+        sample_stage(model, ["a red circle"], guided, low_tokens=np.zeros((1, 2, 2), int))
 
 
 def test_save_and_load_round_trip(tmp_path, tokenizer):

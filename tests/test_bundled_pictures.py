@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from tinymuse import Pipeline
-from tinymuse.cli import ASSETS
+from tinymuse.pipeline_files import BUNDLED
 from tinymuse.data import ShapesDataset
 
 RECORDED = json.loads((Path(__file__).parent / "fixtures" / "bundled_tokens.json").read_text())
@@ -20,7 +20,7 @@ CALLS = RECORDED["calls"]
 
 @pytest.fixture(scope="module")
 def pipeline():
-    return Pipeline.load(ASSETS)
+    return Pipeline.load(BUNDLED)
 
 
 def _picture(index: int) -> np.ndarray:

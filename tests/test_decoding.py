@@ -9,8 +9,15 @@ from tinymuse import Tensor, backend
 from tinymuse.decoding import (decode, generate, guidance_scale_at, log_softmax, mask_free_edit,
                                mask_free_edit_step, sample_tokens)
 from tinymuse.masking import SCHEDULES, decoding_schedule
+from tinymuse.sampling import EDIT, Sampling
 
 FAST = settings(max_examples=25, deadline=None)
+# MaskGIT's decoding settings (§3.2, §4.1), unguided, as the starting point of these tests.
+MASKGIT = Sampling(steps=12, temperature=1.0, choice_temperature=4.5, guidance_scale=0.0)
+
+
+def sampled(**changes) -> Sampling:
+    return MASKGIT.replace(**changes)
 
 
 class ToyModel:
@@ -49,10 +56,11 @@ def test_decoding_follows_the_schedule_and_never_changes_revealed_tokens(
     mask_id = num_classes  # outside the logits' range, as in Muse
     model = ToyModel()
     result = generate(model, random_logits(seed, batch, num_tokens, num_classes),
-                      batch_size=batch, num_tokens=num_tokens, mask_id=mask_id, steps=steps,
-                      schedule=schedule, temperature=temperature, top_k=top_k,
-                      choice_temperature=choice_temperature, generator=backend.Generator(seed),
-                      return_intermediates=True)
+                      batch_size=batch, num_tokens=num_tokens, mask_id=mask_id, generator=backend.Generator(seed),
+                      return_intermediates=True,
+                      settings=sampled(steps=steps, mask_schedule=schedule,
+                                       temperature=temperature, top_k=top_k,
+                                       choice_temperature=choice_temperature))
     expected_counts = decoding_schedule(steps, num_tokens, schedule)
     assert len(model.calls) == steps
     assert len(result.intermediates) == steps
@@ -72,7 +80,7 @@ def test_decoding_follows_the_schedule_and_never_changes_revealed_tokens(
 
 def test_intermediates_are_only_kept_on_request():
     result = generate(ToyModel(), random_logits(0, 2, 5, 3), batch_size=2, num_tokens=5,
-                      mask_id=3, steps=3, generator=backend.Generator(0))
+                      mask_id=3, generator=backend.Generator(0), settings=sampled(steps=3))
     assert result.intermediates is None and result.tokens.shape == (2, 5)
 
 
@@ -80,8 +88,9 @@ def test_same_seed_same_tokens_different_seed_different_tokens():
     logits = random_logits(1, 2, 64, 16, scale=0.5)
 
     def run(seed):
-        return generate(ToyModel(), logits, batch_size=2, num_tokens=64, mask_id=16, steps=6,
-                        generator=backend.Generator(seed), return_intermediates=True)
+        return generate(ToyModel(), logits, batch_size=2, num_tokens=64, mask_id=16,
+                        settings=sampled(steps=6), generator=backend.Generator(seed),
+                        return_intermediates=True)
 
     a, b, c = run(5), run(5), run(6)
     np.testing.assert_array_equal(a.tokens, b.tokens)
@@ -97,8 +106,8 @@ def test_most_confident_predictions_are_kept():
     logits = np.zeros((1, num_tokens, num_classes), dtype=np.float32)
     logits[0, :, 0] = heights
     result = generate(ToyModel(), logits, batch_size=1, num_tokens=num_tokens, mask_id=num_classes,
-                      steps=3, temperature=0.0, choice_temperature=0.0,
-                      generator=backend.Generator(0), return_intermediates=True)
+                      generator=backend.Generator(0), return_intermediates=True,
+                      settings=sampled(steps=3, temperature=0.0, choice_temperature=0.0))
     still_masked = decoding_schedule(3, num_tokens, "cosine")[0]
     kept = ~result.intermediates[0].mask[0]
     np.testing.assert_array_equal(kept, heights >= np.sort(heights)[still_masked])
@@ -108,8 +117,9 @@ def test_choice_temperature_randomises_which_tokens_are_kept():
     logits = random_logits(0, 1, 32, 8)
 
     def kept(seed, choice_temperature):
-        result = generate(ToyModel(), logits, batch_size=1, num_tokens=32, mask_id=8, steps=4,
-                          temperature=0.0, choice_temperature=choice_temperature,
+        result = generate(ToyModel(), logits, batch_size=1, num_tokens=32, mask_id=8,
+                          settings=sampled(steps=4, temperature=0.0,
+                                           choice_temperature=choice_temperature),
                           generator=backend.Generator(seed), return_intermediates=True)
         return ~result.intermediates[0].mask
 
@@ -124,8 +134,8 @@ def test_choice_noise_is_gumbel_scaled_by_the_falling_choice_temperature(steps):
     num_tokens, seed = 1024, 11
     logits = random_logits(seed, 1, num_tokens, 5, scale=6.0)  # log p spread like the noise
     result = generate(ToyModel(), logits, batch_size=1, num_tokens=num_tokens, mask_id=5,
-                      steps=steps, temperature=0.0, choice_temperature=4.5,
-                      generator=backend.Generator(seed), return_intermediates=True)
+                      generator=backend.Generator(seed), return_intermediates=True,
+                      settings=sampled(steps=steps, temperature=0.0, choice_temperature=4.5))
     noise = backend.Generator(seed).gumbel((num_tokens,), dtype=np.float32)
     log_p = log_softmax(logits[0].astype(np.float64)).max(axis=-1)
     confidence = log_p + 4.5 * (1 - 1 / steps) * noise
@@ -139,32 +149,29 @@ def test_mask_id_inside_the_logits_is_never_sampled():
     logits = random_logits(0, 2, 20, num_classes)
     logits[..., num_classes - 1] = 100.0  # the model "wants" the mask token everywhere
     result = generate(ToyModel(), logits, batch_size=2, num_tokens=20, mask_id=num_classes - 1,
-                      steps=4, generator=backend.Generator(0))
+                      generator=backend.Generator(0), settings=sampled(steps=4))
     assert not np.any(result.tokens == num_classes - 1)
 
 
 def test_logits_may_be_a_tensor():
     logits = random_logits(0, 2, 10, 4)
     a = generate(lambda tokens, c: Tensor(c), logits, batch_size=2, num_tokens=10, mask_id=4,
-                 steps=3, generator=backend.Generator(0))
+                 generator=backend.Generator(0), settings=sampled(steps=3))
     b = generate(lambda tokens, c: c, logits, batch_size=2, num_tokens=10, mask_id=4,
-                 steps=3, generator=backend.Generator(0))
+                 generator=backend.Generator(0), settings=sampled(steps=3))
     np.testing.assert_array_equal(a.tokens, b.tokens)
 
 
 def test_clear_errors_for_bad_input():
     logits = random_logits(0, 1, 4, 3)
     with pytest.raises(ValueError, match=r"logits of shape \(B, N, K\)"):
-        generate(lambda tokens, c: c[:, :2], logits, batch_size=1, num_tokens=4, mask_id=3)
+        generate(lambda tokens, c: c[:, :2], logits, batch_size=1, num_tokens=4, mask_id=3,
+                 settings=MASKGIT)
     with pytest.raises(ValueError, match="needs uncond_condition"):
-        generate(ToyModel(), logits, batch_size=1, num_tokens=4, mask_id=3, guidance_scale=2.0)
-    with pytest.raises(ValueError, match="unknown guidance schedule"):
         generate(ToyModel(), logits, batch_size=1, num_tokens=4, mask_id=3,
-                 guidance_schedule="cosine")
+                 settings=sampled(guidance_scale=2.0))
     with pytest.raises(ValueError, match="integer array"):
-        decode(ToyModel(), np.zeros((1, 4)), logits, mask_id=3)
-    with pytest.raises(ValueError, match="total_steps"):
-        generate(ToyModel(), logits, batch_size=1, num_tokens=4, mask_id=3, steps=0)
+        decode(ToyModel(), np.zeros((1, 4)), logits, mask_id=3, settings=MASKGIT)
 
 
 # ---------------------------------------------------------------- sampling
@@ -203,8 +210,9 @@ def test_sample_tokens_greedy_and_top_one_are_argmax():
 @given(seed=st.integers(0, 10**6), top_k=st.integers(1, 6))
 def test_decoded_tokens_are_among_the_top_k(seed, top_k):
     logits = random_logits(seed, 2, 15, 8)
-    result = generate(ToyModel(), logits, batch_size=2, num_tokens=15, mask_id=8, steps=3,
-                      top_k=top_k, temperature=3.0, generator=backend.Generator(seed))
+    result = generate(ToyModel(), logits, batch_size=2, num_tokens=15, mask_id=8,
+                      settings=sampled(steps=3, top_k=top_k, temperature=3.0),
+                      generator=backend.Generator(seed))
     rank = (logits > np.take_along_axis(logits, result.tokens[..., None], -1)).sum(-1)
     assert np.all(rank < top_k)
 
@@ -212,10 +220,13 @@ def test_decoded_tokens_are_among_the_top_k(seed, top_k):
 # ---------------------------------------------------------------- guidance
 
 
-def guided_generate(model, c, u, seed=0, **options):
+def guided_generate(model, c, u, seed=0, concat_conditions=None, return_intermediates=False,
+                    **settings):
     batch, num_tokens, num_classes = c.shape
     return generate(model, c, batch_size=batch, num_tokens=num_tokens, mask_id=num_classes,
-                    uncond_condition=u, generator=backend.Generator(seed), **options)
+                    settings=sampled(**settings), uncond_condition=u,
+                    concat_conditions=concat_conditions, generator=backend.Generator(seed),
+                    return_intermediates=return_intermediates)
 
 
 @pytest.mark.parametrize("steps", [1, 5])
@@ -309,7 +320,7 @@ def test_inpainting_regenerates_only_the_region_on_schedule(data, seed, steps):
                                          min_size=batch, max_size=batch)))
     model = ToyModel()
     result = decode(model, original, random_logits(seed, batch, num_tokens, num_classes),
-                    mask_id=num_classes, mask=region, steps=steps,
+                    mask_id=num_classes, mask=region, settings=sampled(steps=steps),
                     generator=backend.Generator(seed), return_intermediates=True)
     np.testing.assert_array_equal(result.tokens[~region], original[~region])
     np.testing.assert_array_equal(model.calls[0][0], np.where(region, num_classes, original))
@@ -325,8 +336,8 @@ def test_inpainting_regenerates_only_the_region_on_schedule(data, seed, steps):
 
 def test_decode_masks_positions_holding_mask_id_when_no_mask_is_given():
     tokens = np.array([[0, 4, 1, 4], [4, 4, 4, 4]])
-    result = decode(ToyModel(), tokens, random_logits(0, 2, 4, 4), mask_id=4, steps=2,
-                    generator=backend.Generator(0))
+    result = decode(ToyModel(), tokens, random_logits(0, 2, 4, 4), mask_id=4,
+                    settings=sampled(steps=2), generator=backend.Generator(0))
     np.testing.assert_array_equal(result.tokens[0, [0, 2]], [0, 1])
     assert np.all(result.tokens < 4)
 
@@ -341,10 +352,10 @@ def test_mask_free_edit_resamples_small_subsets_inside_the_region(concat):
     c, u = random_logits(0, batch, num_tokens, num_classes), random_logits(1, batch, num_tokens,
                                                                            num_classes)
     model = ToyModel()
-    result = mask_free_edit(model, original, c, mask_id=num_classes, iterations=iterations,
-                            fraction=0.08, region=region, uncond_condition=u,
+    result = mask_free_edit(model, original, c, mask_id=num_classes, region=region, uncond_condition=u,
                             concat_conditions=concat, generator=backend.Generator(0),
-                            return_intermediates=True)
+                            return_intermediates=True,
+                            settings=EDIT.replace(iterations=iterations, fraction=0.08))
     assert len(model.calls) == iterations * (1 if concat else 2)  # guidance 4 by default
     np.testing.assert_array_equal(result.tokens[~region], original[~region])
     previous = original
@@ -361,15 +372,17 @@ def test_mask_free_edit_resamples_small_subsets_inside_the_region(concat):
 def test_mask_free_edit_is_seeded_and_needs_uncond_for_default_guidance():
     original = np.random.default_rng(0).integers(0, 5, size=(1, 40))
     c = random_logits(0, 1, 40, 5)
-    a = mask_free_edit(ToyModel(), original, c, mask_id=5, iterations=5, guidance_scale=0.0,
+    unguided = EDIT.replace(iterations=5, guidance_scale=0.0)
+    a = mask_free_edit(ToyModel(), original, c, mask_id=5, settings=unguided,
                        generator=backend.Generator(3))
-    b = mask_free_edit(ToyModel(), original, c, mask_id=5, iterations=5, guidance_scale=0.0,
+    b = mask_free_edit(ToyModel(), original, c, mask_id=5, settings=unguided,
                        generator=backend.Generator(3))
     np.testing.assert_array_equal(a.tokens, b.tokens)
     with pytest.raises(ValueError, match="needs uncond_condition"):
-        mask_free_edit(ToyModel(), original, c, mask_id=5)
+        mask_free_edit(ToyModel(), original, c, mask_id=5, settings=EDIT)
     with pytest.raises(ValueError, match="fraction"):
-        mask_free_edit_step(ToyModel(), original, c, mask_id=5, fraction=0.0, guidance_scale=0.0)
+        mask_free_edit_step(ToyModel(), original, c, mask_id=5,
+                            settings=EDIT.replace(fraction=0.0, guidance_scale=0.0))
 
 
 # ---------------------------------------------------------------- devices
@@ -379,14 +392,14 @@ def test_decoding_on_device(device):
     xp = backend.xp_for(device)
     logits = random_logits(0, 2, 24, 6)
     model = lambda tokens, c: c  # noqa: E731
-    result = generate(model, xp.asarray(logits), batch_size=2, num_tokens=24, mask_id=6, steps=4,
-                      device=device, top_k=3, generator=backend.Generator(0),
-                      return_intermediates=True)
+    result = generate(model, xp.asarray(logits), batch_size=2, num_tokens=24, mask_id=6, device=device, generator=backend.Generator(0),
+                      return_intermediates=True, settings=sampled(steps=4, top_k=3))
     assert backend.device_of(result.tokens) == device
     counts = [backend.to_numpy(step.mask.sum(axis=1)) for step in result.intermediates]
     np.testing.assert_array_equal(np.stack(counts), decoding_schedule(4, np.array([24, 24])))
     # One step involves no confidence ranking: the same seed gives the same tokens everywhere.
     one_step = [generate(model, backend.to_device(logits, d), batch_size=2, num_tokens=24,
-                         mask_id=6, steps=1, device=d, generator=backend.Generator(1)).tokens
+                         mask_id=6, device=d, generator=backend.Generator(1),
+                         settings=sampled(steps=1)).tokens
                 for d in (device, "cpu")]
     np.testing.assert_array_equal(backend.to_numpy(one_step[0]), one_step[1])

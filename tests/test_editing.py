@@ -10,10 +10,10 @@ from tinymuse.data import ShapesDataset
 from tinymuse.editing import (downsample, extend_canvas, load_images, load_pixel_mask,
                               shift_canvas, token_mask)
 from tinymuse.pipeline import Pipeline
-from tinymuse.text.pretrain import shapes_captions
+from tinymuse.data import shapes_captions
 from tinymuse.text.tokenizer import Tokenizer
 
-FAST = dict(base_steps=2, sr_steps=2)
+FAST = dict(base={"steps": 2}, superres={"steps": 2})
 PROPERTY = settings(max_examples=20, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -161,17 +161,20 @@ def test_inpainting_redraws_the_masked_tokens_at_both_resolutions(full):
 
 
 def test_the_super_resolution_stage_is_conditioned_on_the_new_base_tokens(full, monkeypatch):
+    from tinymuse import pipeline as pipeline_module
+
     images = pictures(64, 1)
     mask = np.zeros((64, 64), bool)
     mask[:32] = True
     seen = {}
-    original = full.decode_superres
+    original = pipeline_module.sample_stage
 
-    def spy(prompts, low_tokens, *args, **kwargs):
-        seen["low"] = np.array(low_tokens)
-        return original(prompts, low_tokens, *args, **kwargs)
+    def spy(model, prompts, settings, **kwargs):
+        if kwargs.get("low_tokens") is not None:
+            seen["low"] = np.array(kwargs["low_tokens"])
+        return original(model, prompts, settings, **kwargs)
 
-    monkeypatch.setattr(full, "decode_superres", spy)
+    monkeypatch.setattr(pipeline_module, "sample_stage", spy)
     out = full.inpaint(images, mask, "a red square", seed=2, return_tokens=True, **FAST)
     np.testing.assert_array_equal(seen["low"], out.base_tokens)
 
@@ -189,8 +192,8 @@ def test_inpainting_errors_name_the_problem(full, tmp_path):
     Image.fromarray(pictures(32, 1)[0]).save(tmp_path / "small.png")
     with pytest.raises(ValueError, match="works on 64×64"):
         full.inpaint(tmp_path / "small.png", np.ones((64, 64), bool), "a red circle", **FAST)
-    from tinymuse.data.grammar import UnknownWordError
-    with pytest.raises(UnknownWordError, match="'unicorn'"):
+    from tinymuse.text import OutOfVocabularyError
+    with pytest.raises(OutOfVocabularyError, match="'unicorn'"):
         full.inpaint(images, one_empty | True, "a unicorn", **FAST)
 
 
@@ -265,8 +268,9 @@ def test_mask_free_editing_stays_in_its_region(small, data, seed, fraction):
     images = pictures(32, 2, seed=seed % 5)
     low, high = small.encode_images(images)
     iterations = 3
-    out = small.edit(images, "a green circle", iterations=iterations, fraction=fraction,
-                     region=region, seed=seed, return_tokens=True, sr_steps=2)
+    out = small.edit(images, "a green circle", base={"iterations": iterations,
+                                                     "fraction": fraction},
+                     region=region, seed=seed, return_tokens=True, superres={"steps": 2})
     allowed = token_mask(region, 4)
     np.testing.assert_array_equal(out.base_tokens[~allowed], low[~allowed])
     per_iteration = np.ceil(fraction * allowed.reshape(2, -1).sum(axis=1))
@@ -280,8 +284,9 @@ def test_mask_free_editing_stays_in_its_region(small, data, seed, fraction):
 def test_mask_free_editing_is_seeded_and_moves_the_image(full):
     images = pictures(64, 1)
     low, _ = full.encode_images(images)
-    a = full.edit(images, "a green circle", iterations=4, seed=3, return_tokens=True, sr_steps=2)
-    b = full.edit(images, "a green circle", iterations=4, seed=3, return_tokens=True, sr_steps=2)
+    quick = dict(base={"iterations": 4}, superres={"steps": 2}, seed=3, return_tokens=True)
+    a = full.edit(images, "a green circle", **quick)
+    b = full.edit(images, "a green circle", **quick)
     np.testing.assert_array_equal(a.images, b.images)
     assert (a.base_tokens != low).any()
     # 4 iterations of ⌈8% · 64⌉ = 6 tokens: at most 24 base tokens can change
@@ -290,11 +295,11 @@ def test_mask_free_editing_is_seeded_and_moves_the_image(full):
 
 def test_mask_free_editing_errors(full):
     images = pictures(64, 1)
-    with pytest.raises(ValueError, match="iterations must be a positive"):
-        full.edit(images, "a red circle", iterations=0)
+    with pytest.raises(ValueError, match="iterations must be a whole number >= 1"):
+        full.edit(images, "a red circle", base={"iterations": 0})
     with pytest.raises(ValueError, match=r"must lie in \(0, 1\]"):
-        full.edit(images, "a red circle", fraction=1.5)
+        full.edit(images, "a red circle", base={"fraction": 1.5})
     with pytest.raises(ValueError, match="region covers no pixel"):
         full.edit(images, "a red circle", region=np.zeros((64, 64), bool))
-    with pytest.raises(ValueError, match="guidance_scale must be a number >= 0"):
-        full.edit(images, "a red circle", guidance_scale=-2.0)
+    with pytest.raises(ValueError, match="guidance_scale must be a finite number >= 0"):
+        full.edit(images, "a red circle", base={"guidance_scale": -2.0})

@@ -8,15 +8,16 @@ import pytest
 from PIL import Image
 
 import tinymuse
-from tinymuse import backend, checkpoint, decoding
-from tinymuse.data.grammar import UnknownWordError
-from tinymuse.pipeline import FILES, Pipeline, PipelineOutput, per_stage
-from tinymuse.text.pretrain import shapes_captions
-from tinymuse.text.tokenizer import Tokenizer
+from tinymuse import backend, checkpoint, decoding, sampling
+from tinymuse.data import shapes_captions
+from tinymuse.pipeline import Pipeline, PipelineOutput
+from tinymuse.pipeline_files import FILES
+from tinymuse.text.tokenizer import OutOfVocabularyError, Tokenizer
 
 PROMPTS = ["a red circle", "two blue squares"]
-FAST = dict(base_steps=3, sr_steps=2)
-SAMPLED = dict(FAST, temperature=1.0)  # both stages sample (by default SR is greedy)
+FAST = dict(base={"steps": 3}, superres={"steps": 2})
+# both stages sample (by default the super-resolution stage takes the likeliest token)
+SAMPLED = dict(base={"steps": 3, "temperature": 1.0}, superres={"steps": 2, "temperature": 1.0})
 
 
 @pytest.fixture(scope="module")
@@ -106,63 +107,59 @@ def decode_calls(monkeypatch):
 
 def test_each_stage_gets_its_own_settings(pipeline, decode_calls):
     calls = decode_calls
-    pipeline.generate(PROMPTS, base_steps=3, sr_steps=2, guidance_scale=(2.0, 0.5),
-                      temperature=(1.5, 0.0), top_k=(4, None), negative_prompt="a green circle",
-                      choice_temperature=(2.0, 1.0), guidance_schedule=("constant", "linear"),
+    base = dict(steps=3, guidance_scale=2.0, temperature=1.5, top_k=4, choice_temperature=2.0,
+                guidance_schedule="constant")
+    superres = dict(steps=2, guidance_scale=0.5, temperature=0.0, choice_temperature=1.0,
+                    guidance_schedule="linear")
+    pipeline.generate(PROMPTS, base=base, superres=superres, negative_prompt="a green circle",
                       seed=0)
-    base, superres = calls
-    assert (base["steps"], base["guidance_scale"], base["temperature"], base["top_k"],
-            base["choice_temperature"], base["guidance_schedule"]) == (3, 2.0, 1.5, 4, 2.0,
-                                                                       "constant")
-    assert (superres["steps"], superres["guidance_scale"], superres["temperature"],
-            superres["top_k"], superres["choice_temperature"],
-            superres["guidance_schedule"]) == (2, 0.5, 0.0, None, 1.0, "linear")
-    assert base["mask_id"] == 32 and superres["mask_id"] == 32
+    first, second = calls
+    assert first["settings"] == sampling.BASE.replace(**base)
+    assert second["settings"] == sampling.SUPERRES.replace(**superres)
+    assert first["mask_id"] == 32 and second["mask_id"] == 32
     # the negative prompt is the unconditional branch of both stages
     negative = pipeline.base.encode_prompts(["a green circle"] * 2)
-    np.testing.assert_array_equal(base["uncond_condition"].embeddings.numpy(),
+    np.testing.assert_array_equal(first["uncond_condition"].embeddings.numpy(),
                                   negative.embeddings.numpy())
     calls.clear()
-    pipeline.generate(PROMPTS, guidance_scale=0.0, seed=0, **FAST)
-    assert all(c["uncond_condition"] is None for c in calls), "no guidance, no second branch"
-    assert [c["temperature"] for c in calls] == [0.8, 0.0], \
-        "by default the base stage samples (a little cooled) and the super-resolution stage " \
-        "takes the likeliest"
-    assert [c["choice_temperature"] for c in calls] == [0.0, 4.5], \
-        "by default the base stage keeps its most confident tokens, without MaskGIT's noise"
-    assert [c["guidance_schedule"] for c in calls] == ["linear", "constant"], \
-        "by default the base stage's guidance rises over the steps"
+    pipeline.generate(PROMPTS, seed=0)
+    assert [c["settings"] for c in calls] == [sampling.BASE, sampling.SUPERRES], \
+        "by default each stage draws with its default settings"
+    assert calls[1]["uncond_condition"] is None, "no guidance, no second branch"
     calls.clear()
-    pipeline.generate(PROMPTS, temperature=0.7, seed=0, **FAST)
-    assert [c["temperature"] for c in calls] == [0.7, 0.7], "one value is for both stages"
+    unguided = sampling.BASE.replace(guidance_scale=0.0, steps=3)
+    pipeline.generate(PROMPTS, base=unguided, seed=0)
+    assert calls[0]["settings"] is unguided and calls[0]["uncond_condition"] is None
 
 
 def test_training_samples_the_base_stage_as_the_pipeline_does(pipeline, decode_calls):
-    from tinymuse.train import base_sampler
+    from tinymuse.evaluate import base_sampler
 
-    pipeline.generate(PROMPTS, seed=0, **FAST)
-    base_sampler(pipeline.base_vq, steps=3)(pipeline.base, PROMPTS)
+    pipeline.generate(PROMPTS, seed=0)
+    base_sampler(pipeline.base_vq)(pipeline.base, PROMPTS)
     from_pipeline, _, from_monitor = decode_calls
-    for option in ("temperature", "choice_temperature", "guidance_schedule"):
-        assert from_monitor.get(option) == from_pipeline[option], \
-            f"the training monitor's scores would not show what users get ({option})"
+    assert from_monitor["settings"] == from_pipeline["settings"], \
+        "the training monitor's scores would not show what users get"
 
 
 def test_a_negative_prompt_changes_the_images(pipeline):
-    plain = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0, **SAMPLED)
-    negative = pipeline.generate(PROMPTS, seed=1, guidance_scale=3.0,
-                                 negative_prompt=["a green circle", "a red square"], **SAMPLED)
+    guided = dict(SAMPLED, base={"steps": 3, "guidance_scale": 3.0})
+    plain = pipeline.generate(PROMPTS, seed=1, **guided)
+    negative = pipeline.generate(PROMPTS, seed=1, negative_prompt=["a green circle",
+                                                                   "a red square"], **guided)
     assert (plain != negative).any()
 
 
 @pytest.mark.parametrize("options, error, message", [
-    (dict(base_steps=0), ValueError, "base_steps must be a positive"),
-    (dict(sr_steps=2.5), ValueError, "sr_steps must be a positive"),
-    (dict(guidance_scale=-1.0), ValueError, "guidance_scale must be a number >= 0"),
-    (dict(guidance_scale=(1.0, 2.0, 3.0)), ValueError, r"or a pair \(base, super-resolution\)"),
-    (dict(temperature=-0.5), ValueError, "temperature must be a number >= 0"),
-    (dict(choice_temperature=(0.0, -1.0)), ValueError, "choice_temperature must be a number"),
-    (dict(guidance_schedule="cosine"), ValueError, "guidance_schedule must be one of"),
+    (dict(base={"steps": 0}), ValueError, "steps must be a whole number >= 1"),
+    (dict(superres={"steps": 2.5}), ValueError, "steps must be a whole number >= 1"),
+    (dict(base={"guidance_scale": -1.0}), ValueError, "guidance_scale must be a finite number"),
+    (dict(base={"temperature": float("inf")}), ValueError, "temperature must be a finite"),
+    (dict(superres={"choice_temperature": -1.0}), ValueError, "choice_temperature must be"),
+    (dict(base={"guidance_schedule": "cosine"}), ValueError, "guidance_schedule must be one of"),
+    (dict(base={"top_k": 0}), ValueError, "top_k must be a whole number >= 1 or None"),
+    (dict(base={"stepz": 3}), TypeError, r"Sampling has no setting\(s\) \['stepz'\]"),
+    (dict(base=12), TypeError, "sampling settings are a Sampling, a dict of changes"),
     (dict(negative_prompt=["a", "b", "c"]), ValueError, "3 negative prompts for 2 prompts"),
     (dict(output="png"), ValueError, "output must be one of"),
     (dict(seed=1.5), TypeError, "seed must be an int or None"),
@@ -173,10 +170,10 @@ def test_bad_options_get_clear_errors(pipeline, options, error, message):
 
 
 def test_bad_prompts_get_clear_errors(pipeline):
-    with pytest.raises(UnknownWordError, match="unknown word 'dragon'"):
+    with pytest.raises(OutOfVocabularyError, match="unknown word 'dragon'"):
         pipeline.generate(["a red dragon"], **FAST)
-    with pytest.raises(UnknownWordError, match="'zebra'"):
-        pipeline.generate(PROMPTS, negative_prompt="a zebra", guidance_scale=1.0, **FAST)
+    with pytest.raises(OutOfVocabularyError, match="'zebra'"):
+        pipeline.generate(PROMPTS, negative_prompt="a zebra", **FAST)
     with pytest.raises(ValueError, match="no prompts given"):
         pipeline.generate([], **FAST)
     with pytest.raises(TypeError, match="every prompt must be a string"):
@@ -185,6 +182,19 @@ def test_bad_prompts_get_clear_errors(pipeline):
 
 def test_an_empty_prompt_draws_unconditionally(pipeline):
     assert pipeline.generate([""], seed=0, **FAST).shape == (1, 3, 64, 64)
+
+
+def test_redraw_keeps_every_unmasked_token_of_both_stages(pipeline):
+    first = pipeline.generate(PROMPTS, seed=0, return_tokens=True, **SAMPLED)
+    low_mask = np.zeros((2, 8, 8), bool)
+    low_mask[:, :4] = True
+    high_mask = low_mask.repeat(2, axis=1).repeat(2, axis=2)
+    again = pipeline.redraw(PROMPTS, (first.base_tokens, first.superres_tokens),
+                            (low_mask, high_mask), seed=1, return_tokens=True, **SAMPLED)
+    np.testing.assert_array_equal(again.base_tokens[~low_mask], first.base_tokens[~low_mask])
+    np.testing.assert_array_equal(again.superres_tokens[~high_mask],
+                                  first.superres_tokens[~high_mask])
+    assert (again.superres_tokens[high_mask] != first.superres_tokens[high_mask]).any()
 
 
 def test_parts_that_do_not_fit_are_refused(tokenizer, pipeline):
@@ -197,7 +207,6 @@ def test_parts_that_do_not_fit_are_refused(tokenizer, pipeline):
         Pipeline.from_components(tokenizer=tokenizer, base_vq=pipeline.base_vq,
                                  base=pipeline.base, superres_vq=pipeline.superres_vq,
                                  superres=pipeline.base)
-    assert per_stage(2.0, "x") == (2.0, 2.0) and per_stage([1, 2], "x") == (1, 2)
 
 
 def test_tiny_is_deterministic_and_leaves_the_default_generator_alone(tokenizer, pipeline):

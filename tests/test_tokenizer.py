@@ -5,9 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tinymuse.data.grammar import UnknownWordError
 from tinymuse.data.shapes import sample_text
-from tinymuse.text.tokenizer import EOS_ID, PAD_ID, Tokenizer
+from tinymuse.text.tokenizer import EOS_ID, PAD_ID, OutOfVocabularyError, Tokenizer
 
 
 def shapes_captions(n, seed=0, split="train"):
@@ -82,8 +81,14 @@ def test_save_and_load(tokenizer, tmp_path):
 
 def test_unknown_words_are_named(tokenizer):
     tokenizer.check_words("a small green triangle above a red square")
-    with pytest.raises(UnknownWordError, match="'hexagon'") as info:
+    with pytest.raises(OutOfVocabularyError, match="'hexagon'") as info:
         tokenizer.check_words("a red hexagon")
     assert "circle" in str(info.value)
+    assert "letter" not in str(info.value).split("known words")[0], \
+        "the tokenizer's error says what the tokenizer knows, not the shapes grammar's rules"
+    long = "a red hexagon " + "circle " * 200
+    with pytest.raises(OutOfVocabularyError) as info:
+        tokenizer.check_words(long)
+    assert long not in str(info.value), "a long prompt is not echoed whole"
     with pytest.raises(ValueError, match="no captions"):
         Tokenizer.train(["", "  "])

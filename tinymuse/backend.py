@@ -11,6 +11,8 @@ same numbers on the CPU and on the GPU.
 """
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 
 try:  # CuPy is optional: `pip install tinymuse[gpu]`.
@@ -152,3 +154,15 @@ default_generator = Generator(0)
 def manual_seed(seed: int) -> Generator:
     """Reseed the generator used when no ``generator=`` is passed."""
     return default_generator.manual_seed(seed)
+
+
+@contextlib.contextmanager
+def default_generator_kept():
+    """Run the block, then put the default generator back where it was. Building a model
+    draws its initial weights from the default generator; when the weights are loaded from a
+    file right after, that draw should leave no trace on the user's random numbers."""
+    state = default_generator.state_dict()
+    try:
+        yield
+    finally:
+        default_generator.load_state_dict(state)

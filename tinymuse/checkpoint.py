@@ -9,10 +9,8 @@ in a downloaded file. Our ``__metadata__`` holds, as JSON strings, the model's
 ``metadata``, and a SHA-256 digest of the tensors, so a file damaged on disk
 or in transfer is refused instead of silently loading wrong weights.
 
-Writes are atomic: the file is written under a temporary name in the same
-directory, flushed to disk, and then renamed over the target in one step
-(``os.replace``). A crash or a full disk mid-write leaves the previous
-checkpoint as it was, never a half-written one.
+Writes are atomic (:mod:`tinymuse.files`): a crash or a full disk mid-write
+leaves the previous checkpoint as it was, never a half-written one.
 
 Two levels of API:
 
@@ -24,24 +22,21 @@ Two levels of API:
 """
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
 import safetensors
 from safetensors import numpy as safetensors_numpy
 
-from . import backend
+from . import backend, files
 from .backend import Generator
 from .tensor import Tensor
 
-__all__ = ["CheckpointError", "Checkpoint", "TrainingState", "save", "load",
-           "save_training_state", "load_training_state"]
+__all__ = ["CheckpointError", "Checkpoint", "TrainingState", "save", "load", "stored_config",
+           "config_differences", "save_training_state", "load_training_state"]
 
 FORMAT = "tinymuse/1"
 
@@ -94,51 +89,28 @@ def _digest(arrays: dict) -> str:
     return hasher.hexdigest()
 
 
-def _fsync_directory(directory: Path) -> None:
-    """Make the rename itself durable (POSIX; a no-op elsewhere)."""
-    if os.name != "posix":
-        return
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)  # reading the umask means setting it; put it straight back
-    os.umask(mask)
-    return mask
-
-
 def _atomic_save(path: Path, arrays: dict, header: dict) -> None:
-    directory = path.parent
-    directory.mkdir(parents=True, exist_ok=True)
-    # A unique hidden name next to the target (the rename must not cross file
-    # systems). safetensors creates it readable by its owner only (0600); give it
-    # the permissions of any other file this process writes.
-    temporary = str(directory / f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-    try:
-        safetensors_numpy.save_file(arrays, temporary, metadata=header)
-        with open(temporary, "rb+") as file:  # flush the bytes to the disk before the rename
-            os.fsync(file.fileno())
-        os.chmod(temporary, 0o666 & ~_current_umask())
-        os.replace(temporary, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
+    with files.atomic_path(path) as temporary:
+        safetensors_numpy.save_file(arrays, str(temporary), metadata=header)
 
 
-def _config_differences(stored, expected) -> list[str]:
+def config_differences(stored, expected, prefix: str = "") -> list[str]:
+    """Each setting that differs, as ``name: file has A, expected B``; nested settings are
+    named with dots (``train.lr``)."""
     if not isinstance(stored, dict) or not isinstance(expected, dict):
-        return [] if stored == expected else [f"file has {stored!r}, expected {expected!r}"]
+        return [] if stored == expected else [
+            f"{prefix or 'config'}: file has {stored!r}, expected {expected!r}"]
     missing = "<missing>"
-    return [f"{key}: file has {stored.get(key, missing)!r}, "
-            f"expected {expected.get(key, missing)!r}"
-            for key in sorted(set(stored) | set(expected))
-            if key not in stored or key not in expected or stored[key] != expected[key]]
+    differences = []
+    for key in sorted(set(stored) | set(expected)):
+        name = f"{prefix}{key}"
+        if key in stored and key in expected and isinstance(stored[key], dict) \
+                and isinstance(expected[key], dict):
+            differences += config_differences(stored[key], expected[key], name + ".")
+        elif key not in stored or key not in expected or stored[key] != expected[key]:
+            differences.append(f"{name}: file has {stored.get(key, missing)!r}, "
+                               f"expected {expected.get(key, missing)!r}")
+    return differences
 
 
 def _check_config(path: Path, stored, config) -> None:
@@ -146,7 +118,7 @@ def _check_config(path: Path, stored, config) -> None:
     if stored is None:
         raise CheckpointError(f"{path} has no config, but config {expected} was expected; "
                               f"load it without config=... if you know it fits")
-    differences = _config_differences(stored, expected)
+    differences = config_differences(stored, expected)
     if differences:
         raise CheckpointError(f"{path} was saved with a different config:\n  "
                               + "\n  ".join(differences)
@@ -206,10 +178,12 @@ def load(path, model=None, config=None, strict: bool = True) -> Checkpoint:
             f"truncated (an interrupted save, download or copy?) or not a .safetensors file. "
             f"Save or copy it again, or load an earlier checkpoint.") from None
     file_format = header.get("format")
-    if file_format is not None and file_format != FORMAT:
-        raise CheckpointError(f"{path} has format {file_format!r}; this tinymuse reads "
-                              f"{FORMAT!r}. Use the tinymuse version that wrote it.")
-    if "sha256" in header and _digest(tensors) != header["sha256"]:
+    if file_format != FORMAT or "sha256" not in header:
+        raise CheckpointError(f"{path} is not a tinymuse checkpoint (format {file_format!r}, "
+                              f"this tinymuse reads {FORMAT!r}); save it with "
+                              f"tinymuse.checkpoint.save, or use the tinymuse version that "
+                              f"wrote it.")
+    if _digest(tensors) != header["sha256"]:
         raise CheckpointError(f"{path} is corrupt: its tensors do not match the checksum stored "
                               f"when it was saved. Save or copy it again, or load an earlier "
                               f"checkpoint.")
@@ -224,6 +198,17 @@ def load(path, model=None, config=None, strict: bool = True) -> Checkpoint:
     if model is not None:
         _load_weights(path, model, tensors, strict)
     return Checkpoint(path, tensors, stored_config, metadata)
+
+
+def stored_config(path):
+    """The JSON config a checkpoint was saved with, read from its header alone (no tensor
+    is read or checked: use :func:`load` for that)."""
+    try:
+        with safetensors.safe_open(str(path), framework="numpy") as file:
+            return json.loads((file.metadata() or {}).get("config", "null"))
+    except (safetensors.SafetensorError, OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({error}); "
+                              f"save or copy it again") from None
 
 
 # ---------------------------------------------------------- training state

@@ -38,9 +38,17 @@ the positions to regenerate (inpainting, outpainting), and
 :func:`mask_free_edit` repeatedly re-masks and resamples a small random subset
 (Muse §2.6).
 
-Everything works on raw NumPy or CuPy arrays (no autograd: nothing here learns)
-and is vectorised over the batch. Randomness comes only from the seeded
-:class:`tinymuse.backend.Generator`; the same seed gives the same tokens.
+The settings of a run (steps, temperatures, top-k, guidance) are one
+:class:`tinymuse.sampling.Sampling`. Everything up to :func:`mask_free_edit` works on raw
+NumPy or CuPy arrays (no autograd: nothing here learns) and is vectorised over the batch.
+Randomness comes only from the seeded :class:`tinymuse.backend.Generator`; the same seed
+gives the same tokens.
+
+**A stage of the cascade.** :func:`sample_stage` and :func:`edit_stage` run the loop on a
+token model (the base or the super-resolution transformer): they turn prompts into the
+conditional and unconditional contexts, start from the right grid, decode, and hand back the
+token grids. The pipeline, the editing functions and the training monitors all sample through
+them.
 """
 from __future__ import annotations
 
@@ -49,13 +57,16 @@ from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-from . import backend
+from . import backend, nn
 from .backend import get_array_module
 from .masking import apply_mask, decoding_schedule, random_mask
 from .ops.nn import LogSoftmax
+from .sampling import GUIDANCE_SCHEDULES, Sampling
 from .tensor import Tensor
 
-GUIDANCE_SCHEDULES = ("constant", "linear")
+__all__ = ["DecodeStep", "DecodeResult", "log_softmax", "sample_tokens", "guidance_scale_at",
+           "decode", "generate", "mask_free_edit_step", "mask_free_edit", "sample_stage",
+           "edit_stage"]
 
 
 class DecodeStep(NamedTuple):
@@ -183,10 +194,7 @@ def _guided_logits(logits_fn, tokens, rows, cols, condition, uncond_condition, s
     return cond
 
 
-def _check_guidance(guidance_scale, guidance_schedule, uncond_condition):
-    if guidance_schedule not in GUIDANCE_SCHEDULES:
-        raise ValueError(f"unknown guidance schedule {guidance_schedule!r}; "
-                         f"choose one of {GUIDANCE_SCHEDULES}")
+def _check_guidance(guidance_scale, uncond_condition):
     if guidance_scale != 0 and uncond_condition is None:
         raise ValueError(f"guidance_scale={guidance_scale} needs uncond_condition (e.g. the empty "
                          "caption's condition, or a negative prompt's); pass guidance_scale=0 "
@@ -198,28 +206,24 @@ def _check_guidance(guidance_scale, guidance_schedule, uncond_condition):
 # --------------------------------------------------------------------------- #
 
 
-def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, mask=None,
-           steps: int = 12, schedule="cosine", temperature: float = 1.0,
-           top_k: int | None = None, choice_temperature: float = 4.5,
-           guidance_scale: float = 0.0, guidance_schedule: str = "constant",
-           uncond_condition=None, concat_conditions: Callable | None = None,
+def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, settings: Sampling,
+           mask=None, uncond_condition=None, concat_conditions: Callable | None = None,
            generator: backend.Generator | None = None,
            return_intermediates: bool = False) -> DecodeResult:
-    """Fill in the masked positions of ``tokens`` (``(B, N)`` ints) in ``steps`` steps.
+    """Fill in the masked positions of ``tokens`` (``(B, N)`` ints) in ``settings.steps`` steps.
 
     The positions to generate are ``mask`` (``(B, N)`` bools) if given, else
     those where ``tokens == mask_id``; every other position is returned exactly
     as given (inpainting, outpainting). With ``M_b`` positions to generate in
-    row ``b``, after step ``t`` exactly ``decoding_schedule(steps, M_b,
-    schedule)[t]`` of them are still masked, and none after the last step.
+    row ``b``, after step ``t`` exactly ``decoding_schedule(T, M_b, mask_schedule)[t]``
+    of them are still masked, and none after the last step.
 
-    At step ``t`` (0-based, of ``T = steps``):
+    At step ``t`` (0-based, of ``T = settings.steps``):
 
     - the model is called on the current grid (once, or twice with guidance; see
       the module docstring) and its logits combined as
-      ``(1 + s_t)·cond − s_t·uncond`` with ``s_t = guidance_scale_at(t, T,
-      guidance_scale, guidance_schedule)``; the logit of ``mask_id``, if the
-      model has one, is set to −∞ so it is never sampled;
+      ``(1 + s_t)·cond − s_t·uncond`` with ``s_t = guidance_scale_at(t, T, s, schedule)``;
+      the logit of ``mask_id``, if the model has one, is set to −∞ so it is never sampled;
     - every masked position gets a token from :func:`sample_tokens`
       (``temperature``, ``top_k``);
     - its confidence is ``log p(token) + τ_t·g`` with ``p`` the softmax of the
@@ -245,37 +249,29 @@ def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, mask=No
         mask = tokens == mask_id
     elif mask.shape != tokens.shape:
         raise ValueError(f"mask shape {mask.shape} must equal tokens shape {tokens.shape}")
-    _check_guidance(guidance_scale, guidance_schedule, uncond_condition)
-    if choice_temperature < 0:
-        raise ValueError(f"choice_temperature must be >= 0; got {choice_temperature}")
+    _check_guidance(settings.guidance_scale, uncond_condition)
 
+    steps = settings.steps
     masked = mask.astype(bool)  # a copy: we update it step by step
     tokens = apply_mask(tokens, masked, mask_id)  # a copy: the caller's grid stays as it was
     counts = backend.to_device(decoding_schedule(steps, backend.to_numpy(masked.sum(axis=1)),
-                                                 schedule), backend.device_of(tokens))  # (T, B)
+                                                 settings.mask_schedule),
+                               backend.device_of(tokens))  # (T, B)
     intermediates = [] if return_intermediates else None
     for t in range(steps):
         rows, cols = xp.nonzero(masked)  # the P positions to predict, row by row
-        scale = guidance_scale_at(t, steps, guidance_scale, guidance_schedule)
+        scale = guidance_scale_at(t, steps, settings.guidance_scale, settings.guidance_schedule)
         logits = _guided_logits(logits_fn, tokens, rows, cols, condition, uncond_condition,
                                 scale, concat_conditions)  # (P, K)
         if 0 <= mask_id < logits.shape[-1]:
             logits[:, mask_id] = -xp.inf
-        sampled = sample_tokens(logits, generator, temperature=temperature, top_k=top_k)
+        sampled = sample_tokens(logits, generator, temperature=settings.temperature,
+                                top_k=settings.top_k)
         tokens[rows, cols] = sampled
-
-        if t < steps - 1:  # choose which predictions to keep
-            confidence = xp.full(tokens.shape, xp.inf, dtype=logits.dtype)
-            log_p = _log_prob_of(logits, sampled)
-            choice_scale = choice_temperature * (1 - (t + 1) / steps)
-            if choice_scale > 0:
-                noise = generator.gumbel(log_p.shape, dtype=log_p.dtype,
-                                         device=backend.device_of(log_p))
-                noise *= choice_scale
-                log_p += noise
-            confidence[rows, cols] = log_p
-            rank = xp.argsort(xp.argsort(confidence, axis=1), axis=1)  # 0 = least confident
-            masked = rank < counts[t][:, None]
+        if t < steps - 1:
+            choice_scale = settings.choice_temperature * (1 - (t + 1) / steps)
+            masked = _least_confident(logits, sampled, rows, cols, tokens.shape, counts[t],
+                                      choice_scale, generator)
             tokens[masked] = mask_id
         else:
             masked = xp.zeros_like(masked)
@@ -284,16 +280,30 @@ def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, mask=No
     return DecodeResult(tokens, intermediates)
 
 
-def generate(logits_fn: Callable, condition=None, *, batch_size: int, num_tokens: int,
-             mask_id: int, device: str | None = None, **options) -> DecodeResult:
-    """Decode ``batch_size`` grids of ``num_tokens`` tokens from all-masked.
+def _least_confident(logits, sampled, rows, cols, shape, counts, choice_scale, generator):
+    """The positions to mask again after a step: in each row the ``counts[b]`` least confident
+    of the tokens just sampled, confidence being ``log p(token)`` plus Gumbel noise scaled by
+    ``choice_scale``. Tokens revealed earlier have confidence +∞ and are never chosen."""
+    xp = get_array_module(logits)
+    confidence = xp.full(shape, xp.inf, dtype=logits.dtype)
+    log_p = _log_prob_of(logits, sampled)
+    if choice_scale > 0:
+        noise = generator.gumbel(log_p.shape, dtype=log_p.dtype, device=backend.device_of(log_p))
+        noise *= choice_scale
+        log_p += noise
+    confidence[rows, cols] = log_p
+    rank = xp.argsort(xp.argsort(confidence, axis=1), axis=1)  # 0 = least confident
+    return rank < counts[:, None]
 
-    ``options`` are those of :func:`decode` (steps, schedule, temperature,
-    top_k, choice_temperature, guidance, generator, return_intermediates).
-    """
+
+def generate(logits_fn: Callable, condition=None, *, batch_size: int, num_tokens: int,
+             mask_id: int, settings: Sampling, device: str | None = None,
+             **options) -> DecodeResult:
+    """Decode ``batch_size`` grids of ``num_tokens`` tokens from all-masked; ``options`` are
+    those of :func:`decode` (``uncond_condition``, ``generator``, ...)."""
     xp = backend.xp_for(device or backend.get_default_device())
     tokens = xp.full((batch_size, num_tokens), mask_id, dtype=np.int64)
-    return decode(logits_fn, tokens, condition, mask_id=mask_id, **options)
+    return decode(logits_fn, tokens, condition, mask_id=mask_id, settings=settings, **options)
 
 
 # --------------------------------------------------------------------------- #
@@ -302,66 +312,130 @@ def generate(logits_fn: Callable, condition=None, *, batch_size: int, num_tokens
 
 
 def mask_free_edit_step(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
-                        fraction: float = 0.08, region=None, temperature: float = 1.0,
-                        top_k: int | None = 3, guidance_scale: float = 4.0,
-                        guidance_schedule: str = "constant", uncond_condition=None,
+                        settings: Sampling, region=None, uncond_condition=None,
                         concat_conditions: Callable | None = None,
                         generator: backend.Generator | None = None) -> DecodeStep:
     """One iteration of mask-free editing: resample a small random subset of tokens.
 
     In each row, ``⌈fraction · n⌉`` positions are chosen uniformly at random
     among the ``n`` positions of ``region`` (``(B, N)`` bools; all positions if
-    None), masked, and resampled in one decoding step under ``condition``.
-    Returns the new grid and the mask of the positions that were resampled;
-    all other positions keep their tokens.
+    None), masked, and resampled under ``condition`` in ``settings.steps`` decoding steps
+    (one, as Muse does). Returns the new grid and the mask of the positions that were
+    resampled; all other positions keep their tokens.
     """
-    if not 0 < fraction <= 1:
-        raise ValueError(f"fraction must be in (0, 1]; got {fraction}")
     xp = get_array_module(tokens)
     generator = generator or backend.default_generator
     batch, num_tokens = tokens.shape
     available = region.sum(axis=1) if region is not None else xp.full((batch,), num_tokens)
-    counts = xp.ceil(fraction * available).astype(np.int64)
+    counts = xp.ceil(settings.fraction * available).astype(np.int64)
     resample = random_mask(counts, num_tokens, generator, allowed=region,
                            device=backend.device_of(tokens))
-    result = decode(logits_fn, tokens, condition, mask_id=mask_id, mask=resample, steps=1,
-                    temperature=temperature, top_k=top_k, guidance_scale=guidance_scale,
-                    guidance_schedule=guidance_schedule, uncond_condition=uncond_condition,
+    result = decode(logits_fn, tokens, condition, mask_id=mask_id, mask=resample,
+                    settings=settings, uncond_condition=uncond_condition,
                     concat_conditions=concat_conditions, generator=generator)
     return DecodeStep(result.tokens, resample)
 
 
 def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
-                   iterations: int = 100, fraction: float = 0.08, region=None,
-                   temperature: float = 1.0, top_k: int | None = 3, guidance_scale: float = 4.0,
-                   guidance_schedule: str = "constant", uncond_condition=None,
+                   settings: Sampling, region=None, uncond_condition=None,
                    concat_conditions: Callable | None = None,
                    generator: backend.Generator | None = None,
                    return_intermediates: bool = False) -> DecodeResult:
     """Edit an image's tokens towards ``condition`` without a user-drawn mask (Muse §2.6).
 
-    Repeats :func:`mask_free_edit_step` ``iterations`` times: each time about
-    ``fraction`` of the tokens (of ``region``, if given) are re-masked and
+    Repeats :func:`mask_free_edit_step` ``settings.iterations`` times: each time about
+    ``settings.fraction`` of the tokens (of ``region``, if given) are re-masked and
     resampled, so the image drifts towards the new prompt while keeping most
-    of its structure. Muse used 8% per iteration, 100 iterations, guidance
-    scale 4 and top-k 3 (the defaults here). The model is called once per
-    iteration, twice with guidance unless ``concat_conditions`` is given.
-    ``guidance_schedule="linear"`` ramps within each one-step iteration, so it
-    equals "constant" here. Intermediates hold, per iteration, the grid and the
-    positions just resampled.
+    of its structure (:data:`tinymuse.sampling.EDIT` holds Muse's settings). The model is
+    called once per iteration, twice with guidance unless ``concat_conditions`` is given.
+    Intermediates hold, per iteration, the grid and the positions just resampled.
     """
-    _check_guidance(guidance_scale, guidance_schedule, uncond_condition)
+    _check_guidance(settings.guidance_scale, uncond_condition)
     intermediates = [] if return_intermediates else None
-    for _ in range(iterations):
+    for _ in range(settings.iterations):
         step = mask_free_edit_step(logits_fn, tokens, condition, mask_id=mask_id,
-                                   fraction=fraction, region=region, temperature=temperature,
-                                   top_k=top_k, guidance_scale=guidance_scale,
-                                   guidance_schedule=guidance_schedule,
+                                   settings=settings, region=region,
                                    uncond_condition=uncond_condition,
                                    concat_conditions=concat_conditions, generator=generator)
         tokens = step.tokens
         if return_intermediates:
             intermediates.append(step)
-    if iterations == 0:
-        tokens = tokens.copy()
     return DecodeResult(tokens, intermediates)
+
+
+# --------------------------------------------------------------------------- #
+# A stage of the cascade: a token model, prompts in, token grids out.
+# --------------------------------------------------------------------------- #
+
+
+def _contexts(model, prompts, negative_prompts, guidance_scale, low_tokens):
+    """The conditional context of ``prompts`` and, with guidance, the unconditional one: the
+    negative prompts', or the empty prompt's. A super-resolution model puts the same
+    ``low_tokens`` in both."""
+    condition = model.prompt_context(prompts, low_tokens)
+    if not guidance_scale:
+        return condition, None
+    negatives = [""] * len(prompts) if negative_prompts is None else list(negative_prompts)
+    if len(negatives) != len(prompts):
+        raise ValueError(f"{len(negatives)} negative prompts for {len(prompts)} prompts")
+    return condition, model.prompt_context(negatives, low_tokens)
+
+
+def _start_grid(model, batch: int, tokens, mask):
+    """The (B, N) int64 grid decoding starts from, on the model's device (all [MASK] without
+    ``tokens``), and the bool mask of the positions to draw (None: the [MASK] positions)."""
+    xp = backend.xp_for(model.device)
+    if tokens is None:
+        return xp.full((batch, model.config.num_tokens), model.mask_id, np.int64), None
+    tokens = backend.to_device(np.asarray(backend.to_numpy(tokens)), model.device)
+    tokens = tokens.reshape(batch, -1).astype(np.int64)
+    if mask is not None:
+        mask = backend.to_device(np.asarray(backend.to_numpy(mask), bool), model.device)
+        mask = mask.reshape(batch, -1)
+    return tokens, mask
+
+
+def sample_stage(model, prompts, settings: Sampling, *, low_tokens=None, tokens=None,
+                 mask=None, negative_prompts=None, generator: backend.Generator | None = None,
+                 return_intermediates: bool = False) -> DecodeResult:
+    """Draw token grids for ``prompts`` with a token model (a
+    :class:`~tinymuse.models.BaseTransformer` or a
+    :class:`~tinymuse.models.SuperResTransformer`, which also reads the base stage's
+    ``low_tokens`` (B, h, w)).
+
+    The model runs in evaluation mode without recording a graph, and gets its previous mode
+    back afterwards. Guidance contrasts each prompt with the empty prompt or with its
+    ``negative_prompts``; the conditional and unconditional rows run as one batch per step.
+    Given ``tokens`` (B, H, W) and a bool ``mask`` of the same shape, only the masked
+    positions are drawn and every other one is kept (inpainting). Returns the
+    :class:`DecodeResult` with ``tokens`` as a NumPy int64 array (B, H, W).
+    """
+    prompts = list(prompts)
+    with nn.evaluation_mode(model):
+        condition, uncond = _contexts(model, prompts, negative_prompts,
+                                      settings.guidance_scale, low_tokens)
+        start, mask = _start_grid(model, len(prompts), tokens, mask)
+        result = decode(model.logits, start, condition, mask_id=model.mask_id,
+                        settings=settings, mask=mask, uncond_condition=uncond,
+                        concat_conditions=type(condition).concat, generator=generator,
+                        return_intermediates=return_intermediates)
+    grid = model.config.grid_size
+    result.tokens = backend.to_numpy(result.tokens).reshape(len(prompts), grid, grid)
+    return result
+
+
+def edit_stage(model, prompts, tokens, settings: Sampling, *, region=None,
+               negative_prompts=None, generator: backend.Generator | None = None):
+    """Mask-free editing (:func:`mask_free_edit`) of a token model's grids ``tokens``
+    (B, H, W) towards ``prompts``, resampling only inside ``region`` (bool (B, H, W)) if
+    given; the model's mode is handled as in :func:`sample_stage`. Returns the edited grids
+    as a NumPy int64 array of the same shape."""
+    prompts = list(prompts)
+    with nn.evaluation_mode(model):
+        condition, uncond = _contexts(model, prompts, negative_prompts,
+                                      settings.guidance_scale, None)
+        start, allowed = _start_grid(model, len(prompts), tokens, region)
+        result = mask_free_edit(model.logits, start, condition, mask_id=model.mask_id,
+                                settings=settings, region=allowed, uncond_condition=uncond,
+                                concat_conditions=type(condition).concat, generator=generator)
+    return backend.to_numpy(result.tokens).reshape(np.shape(tokens))

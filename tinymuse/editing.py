@@ -27,15 +27,14 @@ pixels are masked and inpainted.
 for many iterations, hide a small random subset (``fraction``, Muse: 8%) and resample it
 under the new prompt with strong guidance (Muse: scale 4) and top-k sampling (Muse: k = 3)
 (:func:`tinymuse.decoding.mask_free_edit`). The picture drifts towards the prompt while
-keeping the structure that already fits it. Muse ran 100 iterations over 16×16 base
-tokens; our 8×8 grid has a quarter of the tokens, so the default is 30. The
-super-resolution tokens are then redrawn only under the base tokens that changed.
+keeping the structure that already fits it. The super-resolution tokens are then redrawn
+only under the base tokens that changed.
 
 Every editing function returns what :meth:`tinymuse.Pipeline.generate` returns (the images,
 or a :class:`tinymuse.pipeline.PipelineOutput` with ``return_tokens=True``) and takes its
-``base_steps``, ``sr_steps``, ``guidance_scale``, ``temperature``, ``top_k``,
-``negative_prompt``, ``seed`` and ``output`` options (inpainting and outpainting also its
-``choice_temperature``).
+``base``, ``superres``, ``negative_prompt``, ``seed`` and ``output`` options; the settings
+default to :data:`tinymuse.sampling.BASE` and ``SUPERRES`` for inpainting and outpainting,
+and to :data:`~tinymuse.sampling.EDIT` and ``EDIT_SUPERRES`` for mask-free editing.
 
 Images in: float NCHW (or CHW) in [-1, 1], uint8 HWC (or NHWC), a ``PIL.Image``, a
 :class:`~tinymuse.tensor.Tensor`, or a path to an image file, always at the pipeline's size
@@ -43,11 +42,13 @@ Images in: float NCHW (or CHW) in [-1, 1], uint8 HWC (or NHWC), a ``PIL.Image``,
 """
 from __future__ import annotations
 
-import numbers
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
+from . import backend, sampling
+from .decoding import edit_stage, sample_stage
 from .tensor import Tensor
 
 __all__ = ["load_images", "load_pixel_mask", "token_mask", "downsample", "shift_canvas",
@@ -60,8 +61,6 @@ __all__ = ["load_images", "load_pixel_mask", "token_mask", "downsample", "shift_
 
 
 def _read_picture(path, what: str) -> np.ndarray:
-    from PIL import Image
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no {what} file at {path}")
@@ -77,8 +76,6 @@ def load_images(images, size: int) -> np.ndarray:
     or a list of any of those. Images must already be ``size``×``size``: nothing is resized
     silently (a picture's content would move under a mask drawn for it).
     """
-    from PIL import Image
-
     if isinstance(images, (list, tuple)) and images and not np.isscalar(images[0]):
         return np.concatenate([load_images(image, size) for image in images])
     if isinstance(images, (str, Path)):
@@ -87,7 +84,6 @@ def load_images(images, size: int) -> np.ndarray:
         images = np.asarray(images.convert("RGB"))
     elif isinstance(images, Tensor):
         images = images.numpy()
-    from . import backend
     array = np.asarray(backend.to_numpy(images) if hasattr(images, "shape") else images)
     fix = (f"give {size}×{size} images: float (B, 3, {size}, {size}) in [-1, 1], uint8 "
            f"({size}, {size}, 3), a PIL image or a path; resize a picture with "
@@ -127,8 +123,6 @@ def load_pixel_mask(mask, size: int, batch: int) -> np.ndarray:
     (nonzero = masked), a uint8 picture (H, W, 3) or a ``PIL.Image`` or a path to an image
     file (a pixel brighter than half in any channel = masked, so white paint on black).
     """
-    from PIL import Image
-
     if isinstance(mask, (str, Path)):
         mask = _read_picture(mask, "mask")
     elif isinstance(mask, Image.Image):
@@ -203,8 +197,6 @@ def extend_canvas(images, extend, fill: float = 0.0):
     to (B, 3, S, S) images and shrink the result back to S×S (zooming out). The widened
     canvas must stay square. Returns ``(canvas, uncovered)`` as :func:`shift_canvas`; a pixel
     that the shrinking mixes from old and new pixels counts as uncovered."""
-    from PIL import Image
-
     images = np.asarray(images)
     size = images.shape[-1]
     if isinstance(extend, (int, np.integer)):
@@ -238,8 +230,8 @@ def extend_canvas(images, extend, fill: float = 0.0):
 # --------------------------------------------------------------------------- #
 
 
-def _prompts_for(pipeline, prompt, batch: int) -> list:
-    prompts = pipeline._prompts(prompt)
+def _prompts_for(prompt, batch: int) -> list:
+    prompts = sampling.prompt_list(prompt)
     if len(prompts) == 1:
         prompts = prompts * batch
     if len(prompts) != batch:
@@ -248,33 +240,33 @@ def _prompts_for(pipeline, prompt, batch: int) -> list:
     return prompts
 
 
-def inpaint(pipeline, image, pixel_mask, prompt, *, base_steps: int | None = None,
-            sr_steps: int | None = None, guidance_scale=None, temperature=None, top_k=None,
+def _check_covers_each_image(mask: np.ndarray, what: str) -> None:
+    covered = mask.reshape(len(mask), -1).any(axis=1)
+    if not covered.any():
+        raise ValueError(f"the {what} covers no pixel, so there is nothing to redraw; mark the "
+                         f"pixels to replace with True (or white in a mask picture)")
+    if not covered.all():
+        raise ValueError(f"the {what} covers no pixel of image(s) "
+                         f"{np.flatnonzero(~covered).tolist()}; give every image a region "
+                         f"(or leave those images out)")
+
+
+def inpaint(pipeline, image, pixel_mask, prompt, *, base=None, superres=None,
             negative_prompt=None, seed: int | None = None, output: str = "float",
-            return_tokens: bool = False, choice_temperature=None, guidance_schedule=None):
+            return_tokens: bool = False):
     """Redraw the pixels of ``image`` where ``pixel_mask`` is True to fit ``prompt``; every
     token outside the mask (at both resolutions) is kept exactly (see the module docstring).
-    ``image`` as :func:`load_images`, ``pixel_mask`` as :func:`load_pixel_mask`."""
+    ``image`` as :func:`load_images`, ``pixel_mask`` as :func:`load_pixel_mask`; the other
+    options as :meth:`tinymuse.Pipeline.generate`."""
     images = load_images(image, pipeline.image_size)
     mask = load_pixel_mask(pixel_mask, pipeline.image_size, len(images))
-    if not mask.any():
-        raise ValueError("the mask covers no pixel, so there is nothing to inpaint; mark the "
-                         "pixels to replace with True (or white in a mask picture)")
-    if not mask.reshape(len(mask), -1).any(axis=1).all():
-        empty = np.flatnonzero(~mask.reshape(len(mask), -1).any(axis=1)).tolist()
-        raise ValueError(f"the mask covers no pixel of image(s) {empty}; give every image a "
-                         f"region to inpaint (or leave those images out)")
-    prompts = _prompts_for(pipeline, prompt, len(images))
-    settings = pipeline._settings(base_steps, sr_steps, guidance_scale, temperature, top_k,
-                                  negative_prompt, len(images), output, choice_temperature,
-                                  guidance_schedule)
+    _check_covers_each_image(mask, "mask")
+    prompts = _prompts_for(prompt, len(images))
     low, high = pipeline.encode_images(images)
-    generator = pipeline.generator(seed)
-    low = pipeline.decode_base(prompts, low, token_mask(mask, low.shape[-1]),
-                               generator=generator, **settings["base"])
-    high = pipeline.decode_superres(prompts, low, high, token_mask(mask, high.shape[-1]),
-                                    generator=generator, **settings["superres"])
-    return pipeline.finish(low, high, output, return_tokens)
+    masks = (token_mask(mask, low.shape[-1]), token_mask(mask, high.shape[-1]))
+    return pipeline.redraw(prompts, (low, high), masks, base=base, superres=superres,
+                           negative_prompt=negative_prompt, seed=seed, output=output,
+                           return_tokens=return_tokens)
 
 
 def outpaint(pipeline, image, prompt, *, shift=None, extend=None, fill: float = 0.0,
@@ -296,51 +288,39 @@ def outpaint(pipeline, image, prompt, *, shift=None, extend=None, fill: float = 
     return inpaint(pipeline, canvas, uncovered, prompt, **options)
 
 
-def edit(pipeline, image, prompt, *, iterations: int = 30, fraction: float = 0.08,
-         guidance_scale=4.0, top_k=3, temperature=1.0, sr_steps: int | None = None,
-         region=None, negative_prompt=None, seed: int | None = None, output: str = "float",
+def edit(pipeline, image, prompt, *, base=None, superres=None, region=None,
+         negative_prompt=None, seed: int | None = None, output: str = "float",
          return_tokens: bool = False):
     """Mask-free editing (Muse §2.6): move ``image`` towards ``prompt`` without a mask.
 
-    ``iterations`` times, about ``fraction`` of the base tokens (of ``region``, a pixel mask,
-    if given; all of them otherwise) are hidden at random and resampled in one step with
-    guidance ``guidance_scale`` and ``top_k`` sampling (:func:`tinymuse.decoding.mask_free_edit`).
-    Then the super-resolution tokens under every base token that changed are redrawn in
-    ``sr_steps`` steps (``None``: the pipeline's default) on the new base tokens; the others
-    are kept. ``guidance_scale``, ``temperature`` and ``top_k`` may be pairs (base,
-    super-resolution). Muse: 100 iterations of 8%, guidance 4, top-k 3.
+    ``base`` (default :data:`tinymuse.sampling.EDIT`) says how: ``iterations`` times, about
+    ``fraction`` of the base tokens (of ``region``, a pixel mask, if given; all of them
+    otherwise) are hidden at random and resampled in one step with guidance and top-k sampling
+    (:func:`tinymuse.decoding.mask_free_edit`). Then the super-resolution tokens under every
+    base token that changed are redrawn with ``superres`` (default
+    :data:`tinymuse.sampling.EDIT_SUPERRES`) on the new base tokens; the others are kept.
+    ``base`` and ``superres`` are :class:`~tinymuse.sampling.Sampling` settings or dicts of
+    changes to the defaults.
     """
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) \
-            or iterations < 1:
-        raise ValueError(f"iterations must be a positive whole number, got {iterations!r}")
-    if isinstance(fraction, bool) or not isinstance(fraction, numbers.Real) \
-            or not 0 < fraction <= 1:
-        raise ValueError(f"fraction (the share of tokens resampled per iteration) must lie in "
-                         f"(0, 1]; got {fraction!r}")
+    base = sampling.settings(sampling.EDIT, base)
+    superres = sampling.settings(sampling.EDIT_SUPERRES, superres)
     images = load_images(image, pipeline.image_size)
-    prompts = _prompts_for(pipeline, prompt, len(images))
-    settings = pipeline._settings(1, sr_steps, guidance_scale, temperature, top_k,
-                                  negative_prompt, len(images), output)
+    prompts = _prompts_for(prompt, len(images))
+    negatives = sampling.negative_prompt_list(negative_prompt, len(prompts))
+    pipeline.check_output(output)
     low, high = pipeline.encode_images(images)
     grid = low.shape[-1]
     allowed = None
     if region is not None:
         allowed = token_mask(load_pixel_mask(region, pipeline.image_size, len(images)), grid)
-        if not allowed.reshape(len(allowed), -1).any(axis=1).all():
-            raise ValueError("the region covers no pixel of some image; give every image a "
-                             "region to edit, or region=None to edit everywhere")
+        _check_covers_each_image(allowed, "region")
     generator = pipeline.generator(seed)
-    stage = settings["base"]
-    new_low = pipeline.edit_base(prompts, low, iterations=int(iterations),
-                                 fraction=float(fraction), region=allowed,
-                                 guidance_scale=stage["guidance_scale"],
-                                 temperature=stage["temperature"], top_k=stage["top_k"],
-                                 negative_prompts=stage["negative_prompts"],
-                                 generator=generator)
-    changed = new_low != low
+    new_low = edit_stage(pipeline.base, prompts, low, base, region=allowed,
+                         negative_prompts=negatives, generator=generator)
     scale = high.shape[-1] // grid
-    redraw = changed.repeat(scale, axis=1).repeat(scale, axis=2)
+    redraw = (new_low != low).repeat(scale, axis=1).repeat(scale, axis=2)
     if redraw.any():
-        high = pipeline.decode_superres(prompts, new_low, high, redraw, generator=generator,
-                                        **settings["superres"])
+        high = sample_stage(pipeline.superres, prompts, superres, low_tokens=new_low,
+                            tokens=high, mask=redraw, negative_prompts=negatives,
+                            generator=generator).tokens
     return pipeline.finish(new_low, high, output, return_tokens)

@@ -17,7 +17,8 @@ from .grid import image_grid, save_image_grid
 from .images import to_model_images, to_uint8_images
 from .loader import Batch, DataLoader
 from .render import render_scene
-from .shapes import ShapesDataset, ShapesExample, sample_spec, sample_text, uses_heldout
+from .shapes import (ShapesDataset, ShapesExample, sample_spec, sample_text, shapes_captions,
+                     uses_heldout)
 from .spec import GlyphSpec, ObjectSpec, PlacedGlyph, PlacedObject, Scene, SceneSpec, sample_scene
 from .token_cache import TokenCache, encode_dataset_captions, load_token_cache, save_token_cache
 
@@ -50,6 +51,7 @@ __all__ = [
     "sample_text",
     "save_image_grid",
     "save_token_cache",
+    "shapes_captions",
     "to_model_images",
     "to_uint8_images",
     "uses_heldout",

@@ -95,6 +95,13 @@ def sample_text(rng, split="train"):
             return spec, caption
 
 
+def shapes_captions(count, seed=0, split="train"):
+    """``count`` captions of the shapes world's ``split``, text only (nothing is drawn): the
+    corpus the tokenizer and the text encoder learn from."""
+    rng = np.random.default_rng([seed, 2024])
+    return [sample_text(rng, split)[1] for _ in range(count)]
+
+
 def _choose(rng, options):
     options = list(options)
     return options[rng.integers(len(options))]

@@ -1,13 +1,14 @@
 """The token models of the cascade.
 
 - ``base``: the base transformer, 8×8 image tokens from text (chapter 6);
-- ``superres``: the super-resolution transformer, 16×16 tokens from text and the base tokens.
+- ``superres``: the super-resolution transformer, 16×16 tokens from text and the base tokens
+  (chapter 8).
 
-Both train with :func:`tinymuse.train.train_stage`.
+They are sampled by :func:`tinymuse.decoding.sample_stage` and trained by
+:mod:`tinymuse.training.transformer`.
 """
 from .base import BaseTransformer, BaseTransformerConfig, MaskedStep, TextContext, masked_token_loss
-from .superres import SuperResTokens, SuperResTransformer, SuperResTransformerConfig
+from .superres import SuperResTransformer, SuperResTransformerConfig
 
 __all__ = ["BaseTransformer", "BaseTransformerConfig", "MaskedStep", "TextContext",
-           "masked_token_loss", "SuperResTokens", "SuperResTransformer",
-           "SuperResTransformerConfig"]
+           "masked_token_loss", "SuperResTransformer", "SuperResTransformerConfig"]

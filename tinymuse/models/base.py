@@ -20,7 +20,7 @@ Classifier-free guidance (Ho & Salimans, 2022; Muse §2.7) needs the same model 
 predict *without* a caption. So during training each caption is replaced by the empty prompt
 with probability ``caption_dropout`` (0.1). The empty prompt is the text encoder's [CLS]
 token alone (every text position masked out), the same context the unconditional branch of
-:meth:`BaseTransformer.generate` uses.
+guidance in :func:`tinymuse.decoding.sample_stage` uses.
 
 Three silent bugs have shipped in open reimplementations of this step: true ids fed in at
 masked positions (the model learns to copy), the loss taken over all positions, and an
@@ -35,14 +35,15 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import backend, nn
+from .. import backend, checkpoint, nn
 from .. import functional as F
 from ..masking import apply_mask, sample_training_mask
 from ..tensor import Tensor, no_grad
 from ..text.encoder import TextEncoder, TextEncoderConfig
+from ..text.tokenizer import Tokenizer
 
 __all__ = ["BaseTransformerConfig", "BaseTransformer", "TextContext", "MaskedStep",
-           "masked_token_loss", "PRESETS"]
+           "masked_token_loss", "load_tokenizer_beside"]
 
 
 @dataclass
@@ -78,14 +79,6 @@ class BaseTransformerConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def preset(cls, name: str, **changes) -> "BaseTransformerConfig":
-        """A named size (see :data:`PRESETS`) with ``changes`` on top: "baby" trains in minutes
-        on a CPU, "default" on a laptop in an hour or two, "large" wants a GPU."""
-        if name not in PRESETS:
-            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
-        return cls(**{**PRESETS[name], **changes})
-
-    @classmethod
     def from_dict(cls, values: dict) -> "BaseTransformerConfig":
         values = dict(values)
         names = {f.name for f in dataclasses.fields(cls)}
@@ -96,13 +89,6 @@ class BaseTransformerConfig:
         if isinstance(values.get("text"), dict):
             values["text"] = TextEncoderConfig.from_dict(values["text"])
         return cls(**values)
-
-
-PRESETS = {
-    "baby": dict(d_model=128, num_layers=4, num_heads=4),
-    "default": dict(),
-    "large": dict(d_model=512, num_layers=8, num_heads=8, dropout=0.1),
-}
 
 
 class TextContext(NamedTuple):
@@ -160,8 +146,11 @@ class BaseTransformer(nn.Module):
 
     ``text_encoder`` is usually a pretrained :class:`TextEncoder` (frozen unless
     ``config.train_text_encoder``); ``tokenizer`` (a :class:`tinymuse.text.Tokenizer`) is
-    needed only to turn prompt strings into ids (:meth:`encode_prompts`, :meth:`generate`).
+    needed only to turn prompt strings into ids (:meth:`encode_prompts`).
     """
+
+    KIND = "base_transformer"  # what its checkpoint's metadata says it holds
+    config_type = BaseTransformerConfig
 
     def __init__(self, config: BaseTransformerConfig | None = None,
                  text_encoder: TextEncoder | None = None, tokenizer=None, generator=None):
@@ -250,6 +239,14 @@ class BaseTransformer(nn.Module):
         ids, mask = self.tokenize(prompts)
         return self.encode_text(ids, mask)
 
+    def prompt_context(self, prompts, low_tokens=None) -> TextContext:
+        """What decoding conditions on for ``prompts``: their :class:`TextContext`. (The
+        super-resolution model adds the base stage's ``low_tokens``; this one reads none.)"""
+        if low_tokens is not None:
+            raise ValueError("the base transformer draws from text alone; low-resolution tokens "
+                             "are for the super-resolution transformer")
+        return self.encode_prompts(prompts)
+
     def drop_captions(self, ids, mask, generator: backend.Generator):
         """Replace each caption by the empty prompt with probability ``caption_dropout``.
 
@@ -289,7 +286,8 @@ class BaseTransformer(nn.Module):
         return self.token_embedding(tokens) + self.positions
 
     def training_loss(self, batch: dict, generator: backend.Generator) -> MaskedStep:
-        """The masked-token loss on one batch from :meth:`make_batch`.
+        """The masked-token loss on one batch: ``tokens`` (B, h, w) image tokens, and their
+        captions as ``text_ids`` and ``text_mask`` (B, T) (:meth:`tokenize`).
 
         Draws from ``generator``, in order: caption dropout (:meth:`drop_captions`), then the
         training mask (:func:`tinymuse.masking.sample_training_mask` with ``mask_schedule``).
@@ -307,79 +305,34 @@ class BaseTransformer(nn.Module):
         loss, accuracy = masked_token_loss(logits, tokens, mask, self.config.label_smoothing)
         return MaskedStep(loss, accuracy, int(xp.count_nonzero(mask)))
 
-    def make_batch(self, token_cache, indices) -> dict:
-        """The training batch for cache rows ``indices``: image tokens and tokenized captions."""
-        indices = np.asarray(indices)
-        tokens = np.asarray(token_cache.tokens[indices])
-        # Training captions are data, not user prompts: no vocabulary check.
-        ids, mask = self.tokenize([token_cache.captions[int(i)] for i in indices],
-                                  check_words=False)
-        return {"tokens": tokens, "text_ids": ids, "text_mask": mask}
-
-    # ----------------------------------------------------------- sampling
-    def generate(self, prompts, steps: int = 12, guidance_scale: float = 0.0,
-                 negative_prompts=None, generator: backend.Generator | None = None, **options):
-        """Draw token grids for ``prompts`` by parallel decoding (MaskGIT/Muse).
-
-        ``guidance_scale`` s uses classifier-free guidance,
-        ``logits = (1 + s)·logits(prompt) − s·logits(u)``, where ``u`` is the empty prompt or,
-        if given, the matching entry of ``negative_prompts``. The conditional and the
-        unconditional rows run as one batch per step. ``options`` go to
-        :func:`tinymuse.decoding.generate` (``temperature``, ``top_k``, ``choice_temperature``,
-        ``schedule``, ``guidance_schedule``, ``return_intermediates``). Returns its
-        :class:`~tinymuse.decoding.DecodeResult` with ``tokens`` of shape (B, h, w).
-        """
-        from .. import decoding
-
-        prompts = list(prompts)
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                condition = self.encode_prompts(prompts)
-                uncond = None
-                if guidance_scale:
-                    negatives = [""] * len(prompts) if negative_prompts is None else list(negative_prompts)
-                    if len(negatives) != len(prompts):
-                        raise ValueError(f"{len(negatives)} negative prompts for "
-                                         f"{len(prompts)} prompts")
-                    uncond = self.encode_prompts(negatives)
-                result = decoding.generate(
-                    self.logits, condition, batch_size=len(prompts),
-                    num_tokens=self.config.num_tokens, mask_id=self.mask_id, device=self.device,
-                    steps=steps, guidance_scale=guidance_scale, uncond_condition=uncond,
-                    concat_conditions=TextContext.concat, generator=generator, **options)
-        finally:
-            self.train(was_training)
-        grid = (len(prompts), self.config.grid_size, self.config.grid_size)
-        result.tokens = result.tokens.reshape(grid)
-        return result
-
     # -------------------------------------------------------------- files
     def save(self, path, metadata: dict | None = None):
         """Weights and config to a ``.safetensors`` checkpoint (the tokenizer is saved apart,
         by ``Tokenizer.save``); returns the path."""
-        from .. import checkpoint
-
         return checkpoint.save(path, self.state_dict(), self.config.to_dict(),
-                               {"kind": "base_transformer", **(metadata or {})})
+                               {"kind": self.KIND, **(metadata or {})})
 
     @classmethod
-    def load(cls, path, tokenizer=None, device: str = "cpu") -> "BaseTransformer":
+    def load(cls, path, tokenizer=None, device: str = "cpu"):
         """A model built from the config stored in ``path``, with its weights. ``tokenizer``
         is a Tokenizer or a path; by default ``tokenizer.model`` beside the checkpoint is
-        loaded if it exists."""
-        from .. import checkpoint
-        from ..text.tokenizer import Tokenizer
-
+        loaded if it exists. Loading leaves the default random generator as it was."""
         stored = checkpoint.load(path)
-        if stored.metadata.get("kind") != "base_transformer":
-            raise checkpoint.CheckpointError(f"{path} does not hold a base transformer (kind "
-                                             f"{stored.metadata.get('kind')!r})")
-        if tokenizer is None and (Path(path).parent / "tokenizer.model").is_file():
-            tokenizer = Path(path).parent / "tokenizer.model"
-        if isinstance(tokenizer, (str, Path)):
-            tokenizer = Tokenizer.load(tokenizer)
-        model = cls(BaseTransformerConfig.from_dict(stored.config), tokenizer=tokenizer)
+        if stored.metadata.get("kind") != cls.KIND:
+            raise checkpoint.CheckpointError(f"{path} does not hold a {cls.KIND.replace('_', ' ')}"
+                                             f" (kind {stored.metadata.get('kind')!r})")
+        config = cls.config_type.from_dict(stored.config)
+        with backend.default_generator_kept():
+            model = cls(config, tokenizer=load_tokenizer_beside(path, tokenizer))
         model.load_state_dict(stored.tensors)
         return model.to(device)
+
+
+def load_tokenizer_beside(path, tokenizer=None):
+    """``tokenizer`` itself, a Tokenizer loaded from it if it is a path, or by default the
+    ``tokenizer.model`` beside the checkpoint ``path`` (None if there is none)."""
+    if tokenizer is None and (Path(path).parent / "tokenizer.model").is_file():
+        tokenizer = Path(path).parent / "tokenizer.model"
+    if isinstance(tokenizer, (str, Path)):
+        tokenizer = Tokenizer.load(tokenizer)
+    return tokenizer

@@ -43,10 +43,8 @@ mistakes the training data never shows. ``low_token_noise`` (0 by default) repla
 low-resolution token during training, with that probability, by a random code, so the
 stage learns not to copy the coarse picture blindly.
 
-Training data: :func:`superres_tokens` pairs two token caches (base and super-resolution
-tokenizer, same images) into the batches :meth:`SuperResTransformer.make_batch` reads;
-:func:`train_superres` runs :func:`tinymuse.train.train_stage` on them, and
-:func:`superres_monitor` shows samples while it trains.
+It trains on pairs of token grids of the same images, one from each VQ tokenizer
+(:func:`tinymuse.training.transformer.pair_caches`), with the same loop as the base stage.
 """
 from __future__ import annotations
 
@@ -59,14 +57,11 @@ import numpy as np
 from .. import backend, nn
 from .. import functional as F
 from ..masking import apply_mask, sample_training_mask
-from ..tensor import Tensor, no_grad
+from ..tensor import Tensor
 from .base import BaseTransformer, BaseTransformerConfig, MaskedStep, TextContext, \
     masked_token_loss
 
-__all__ = ["SuperResTransformerConfig", "SuperResTransformer", "SuperResTokens",
-           "superres_tokens", "superres_sampler", "superres_monitor", "train_superres"]
-
-KIND = "superres_transformer"
+__all__ = ["SuperResTransformerConfig", "SuperResTransformer"]
 
 
 @dataclass
@@ -117,8 +112,12 @@ class SuperResTransformer(BaseTransformer):
     tokens, read by ``low_num_layers`` self-attention blocks (see the module docstring).
 
     Call it as ``logits(tokens, context)`` with ``context = make_context(text, low_tokens)``;
-    :meth:`generate` takes prompts *and* low-resolution token grids.
+    sampling (:func:`tinymuse.decoding.sample_stage`) takes prompts *and* low-resolution
+    token grids.
     """
+
+    KIND = "superres_transformer"
+    config_type = SuperResTransformerConfig
 
     def __init__(self, config: SuperResTransformerConfig | None = None, text_encoder=None,
                  tokenizer=None, generator=None):
@@ -188,6 +187,18 @@ class SuperResTransformer(BaseTransformer):
                                backend.to_device(text.mask, self.device)], axis=1)
         return TextContext(F.concatenate([low, text.embeddings], axis=1), mask)
 
+    def prompt_context(self, prompts, low_tokens=None) -> TextContext:
+        """What decoding conditions on: the base stage's ``low_tokens`` (B, h, w), read, and
+        the text of ``prompts`` (:meth:`make_context`)."""
+        if low_tokens is None:
+            raise ValueError("the super-resolution transformer draws on the base stage's "
+                             "tokens: pass low_tokens (B, h, w)")
+        low = self._low_tokens(low_tokens)
+        if low.shape[0] != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {low.shape[0]} low-resolution token "
+                             f"grids")
+        return self.make_context(self.encode_prompts(prompts), low)
+
     def embed_inputs(self, tokens, context: TextContext) -> Tensor:
         """Token embedding + position, plus (with ``low_skip``) the encoded low-resolution
         token under each position, upsampled by repetition and mapped by ``W_skip``."""
@@ -217,8 +228,8 @@ class SuperResTransformer(BaseTransformer):
         return xp.where(replace, codes, low_tokens).astype(low_tokens.dtype, copy=False)
 
     def training_loss(self, batch: dict, generator: backend.Generator) -> MaskedStep:
-        """The masked-token loss on one batch from :meth:`make_batch` (which adds
-        ``low_tokens`` to the base stage's batch).
+        """The masked-token loss on one batch: the base stage's batch plus ``low_tokens``
+        (B, h, w), the low-resolution grids of the same images.
 
         Draws from ``generator``, in order: caption dropout, the training mask (as the base
         model), then the low-resolution corruption (:meth:`corrupt_low_tokens`).
@@ -238,189 +249,3 @@ class SuperResTransformer(BaseTransformer):
         logits = self.logits(inputs, context)
         loss, accuracy = masked_token_loss(logits, tokens, mask, self.config.label_smoothing)
         return MaskedStep(loss, accuracy, int(xp.count_nonzero(mask)))
-
-    def make_batch(self, token_cache, indices) -> dict:
-        """The training batch for rows ``indices`` of a :class:`SuperResTokens` cache."""
-        batch = super().make_batch(token_cache, indices)
-        batch["low_tokens"] = np.asarray(token_cache.low_tokens[np.asarray(indices)])
-        return batch
-
-    # ----------------------------------------------------------- sampling
-    def generate(self, prompts, low_tokens, steps: int = 8, guidance_scale: float = 0.0,
-                 negative_prompts=None, generator: backend.Generator | None = None,
-                 **options):
-        """Draw high-resolution token grids (B, H, W) for ``prompts`` and the base stage's
-        ``low_tokens`` (B, h, w), by parallel decoding; returns a
-        :class:`~tinymuse.decoding.DecodeResult`.
-
-        Guidance contrasts the prompt with the empty (or negative) prompt, both with the same
-        low-resolution tokens. ``options`` go to :func:`tinymuse.decoding.decode`
-        (``temperature``, ``top_k``, ``choice_temperature``, ``schedule``, ``mask`` with
-        ``tokens`` to re-decode only some positions of a given grid, ...). Muse used 8 steps
-        for this stage.
-        """
-        from .. import decoding
-
-        prompts = list(prompts)
-        start = options.pop("tokens", None)
-        was_training = self.training
-        self.eval()
-        try:
-            with no_grad():
-                low = self._low_tokens(low_tokens)
-                if low.shape[0] != len(prompts):
-                    raise ValueError(f"{len(prompts)} prompts but {low.shape[0]} "
-                                     f"low-resolution token grids")
-                condition = self.make_context(self.encode_prompts(prompts), low)
-                uncond = None
-                if guidance_scale:
-                    negatives = ([""] * len(prompts) if negative_prompts is None
-                                 else list(negative_prompts))
-                    if len(negatives) != len(prompts):
-                        raise ValueError(f"{len(negatives)} negative prompts for "
-                                         f"{len(prompts)} prompts")
-                    uncond = self.make_context(self.encode_prompts(negatives), low)
-                xp = backend.xp_for(self.device)
-                if start is None:
-                    start = xp.full((len(prompts), self.config.num_tokens), self.mask_id,
-                                    dtype=np.int64)
-                else:
-                    start = backend.to_device(start.data if isinstance(start, Tensor)
-                                              else start, self.device)
-                    start = start.reshape(len(prompts), -1).astype(np.int64, copy=False)
-                result = decoding.decode(
-                    self.logits, start, condition, mask_id=self.mask_id, steps=steps,
-                    guidance_scale=guidance_scale, uncond_condition=uncond,
-                    concat_conditions=TextContext.concat, generator=generator, **options)
-        finally:
-            self.train(was_training)
-        result.tokens = result.tokens.reshape(len(prompts), self.config.grid_size,
-                                              self.config.grid_size)
-        return result
-
-    # -------------------------------------------------------------- files
-    def save(self, path, metadata: dict | None = None):
-        """Weights and config to a ``.safetensors`` checkpoint; returns the path."""
-        from .. import checkpoint
-
-        return checkpoint.save(path, self.state_dict(), self.config.to_dict(),
-                               {"kind": KIND, **(metadata or {})})
-
-    @classmethod
-    def load(cls, path, tokenizer=None, device: str = "cpu") -> "SuperResTransformer":
-        """A model built from the config stored in ``path``, with its weights; ``tokenizer``
-        as for :meth:`BaseTransformer.load` (``tokenizer.model`` beside it by default)."""
-        from pathlib import Path
-
-        from .. import checkpoint
-        from ..text.tokenizer import Tokenizer
-
-        stored = checkpoint.load(path)
-        if stored.metadata.get("kind") != KIND:
-            raise checkpoint.CheckpointError(f"{path} does not hold a super-resolution "
-                                             f"transformer (kind {stored.metadata.get('kind')!r})")
-        if tokenizer is None and (Path(path).parent / "tokenizer.model").is_file():
-            tokenizer = Path(path).parent / "tokenizer.model"
-        if isinstance(tokenizer, (str, Path)):
-            tokenizer = Tokenizer.load(tokenizer)
-        state = backend.default_generator.state_dict()
-        model = cls(SuperResTransformerConfig.from_dict(stored.config), tokenizer=tokenizer)
-        backend.default_generator.load_state_dict(state)  # loading draws nothing
-        model.load_state_dict(stored.tensors)
-        return model.to(device)
-
-
-# --------------------------------------------------------------------------- #
-# Training data and the training entry.
-# --------------------------------------------------------------------------- #
-
-
-@dataclass
-class SuperResTokens:
-    """Paired token grids of the same images: ``tokens`` (N, 16, 16) from the
-    super-resolution tokenizer, ``low_tokens`` (N, 8, 8) from the base one, and captions."""
-
-    tokens: np.ndarray
-    low_tokens: np.ndarray
-    captions: list
-
-    def __len__(self) -> int:
-        return len(self.tokens)
-
-
-def superres_tokens(low_cache, high_cache) -> SuperResTokens:
-    """Pair a base-tokenizer cache and a super-resolution-tokenizer cache of the same images.
-
-    Both are :class:`tinymuse.vq.ImageTokens` from :func:`tinymuse.vq.pre_encode` over the
-    same dataset (e.g. ``ShapesDataset(32, seed=s)`` and ``ShapesDataset(64, seed=s)``: the
-    same scenes at two resolutions). Their dataset indices and captions must agree row by row.
-    """
-    if len(low_cache) != len(high_cache):
-        raise ValueError(f"the caches hold {len(low_cache)} and {len(high_cache)} grids; "
-                         f"pre-encode the same examples with both tokenizers")
-    low_indices = getattr(low_cache, "indices", None)
-    high_indices = getattr(high_cache, "indices", None)
-    if low_indices is not None and high_indices is not None and \
-            not np.array_equal(np.asarray(low_indices), np.asarray(high_indices)):
-        raise ValueError("the caches come from different dataset examples (their indices "
-                         "differ); pre-encode the same examples with both tokenizers")
-    if list(low_cache.captions) != list(high_cache.captions):
-        row = next(i for i, (a, b) in enumerate(zip(low_cache.captions, high_cache.captions))
-                   if a != b)
-        raise ValueError(f"the caches disagree on the caption of row {row} "
-                         f"({low_cache.captions[row]!r} vs {high_cache.captions[row]!r}): they "
-                         f"are not the same images (same dataset seed and split for both?)")
-    return SuperResTokens(np.asarray(high_cache.tokens), np.asarray(low_cache.tokens),
-                          list(high_cache.captions))
-
-
-def superres_sampler(vq, low_tokens, steps: int = 8, guidance_scale: float = 0.0,
-                     batch_size: int = 64):
-    """``generate_images(model, prompts)`` for a :class:`tinymuse.train.SampleMonitor` of the
-    super-resolution stage: the i-th prompt is drawn on ``low_tokens[i]`` (e.g. the true
-    low-resolution grids of the prompts' images) and decoded by the super-resolution ``vq``."""
-    low_tokens = np.asarray(low_tokens)
-
-    def generate_images(model, prompts):
-        if len(prompts) > len(low_tokens):
-            raise ValueError(f"{len(prompts)} prompts but only {len(low_tokens)} "
-                             f"low-resolution grids to draw them on")
-        images = []
-        for start in range(0, len(prompts), batch_size):
-            end = min(start + batch_size, len(prompts))
-            tokens = model.generate(prompts[start:end], low_tokens[start:end], steps=steps,
-                                    guidance_scale=guidance_scale).tokens
-            with no_grad():
-                images.append(vq.decode(tokens).numpy())
-        return np.concatenate(images)
-
-    return generate_images
-
-
-def superres_monitor(cache: SuperResTokens, vq, count: int = 16, steps: int = 8,
-                     guidance_scale: float = 0.0, out_dir=None):
-    """A :class:`tinymuse.train.SampleMonitor` for the super-resolution stage: it draws the
-    first ``count`` captions of ``cache`` on their true low-resolution tokens, so the samples
-    show what this stage adds (detail), apart from the base stage's mistakes."""
-    from ..train import SampleMonitor
-
-    count = min(count, len(cache))
-    return SampleMonitor(list(cache.captions[:count]),
-                         superres_sampler(vq, cache.low_tokens[:count], steps, guidance_scale),
-                         out_dir=out_dir)
-
-
-def train_superres(model: SuperResTransformer, cache: SuperResTokens, config=None,
-                   out_dir=None, **options):
-    """Train the super-resolution stage with :func:`tinymuse.train.train_stage` on a paired
-    cache (:func:`superres_tokens`); ``options`` go to ``train_stage`` (``monitor``, e.g.
-    :func:`superres_monitor`, ``resume``, ``stop_at``). Returns its
-    :class:`~tinymuse.train.TrainResult`; the weights are in ``out_dir/model.safetensors``
-    (:meth:`SuperResTransformer.load`)."""
-    from ..train import train_stage
-
-    if not hasattr(cache, "low_tokens"):
-        raise TypeError(f"train_superres needs paired base and super-resolution tokens; got a "
-                        f"{type(cache).__name__}. Pair two caches with "
-                        f"superres_tokens(base_cache, superres_cache)")
-    return train_stage(model, cache, config, out_dir, **options)

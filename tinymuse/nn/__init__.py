@@ -4,7 +4,8 @@
 initialisers live in ``nn.init``.
 """
 from . import init  # noqa: F401
-from .module import LoadResult, Module, ModuleDict, ModuleList, Parameter, Sequential
+from .module import (LoadResult, Module, ModuleDict, ModuleList, Parameter, Sequential,
+                     evaluation_mode)
 from .layers import (GELU, Conv2d, Dropout, Embedding, GroupNorm, Identity, LayerNorm, Linear,
                      ReLU, SiLU)
 from .attention import MultiHeadAttention
@@ -12,4 +13,5 @@ from .transformer import TransformerBlock
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "LoadResult",
            "Linear", "Embedding", "LayerNorm", "GroupNorm", "Conv2d", "Dropout",
-           "GELU", "SiLU", "ReLU", "Identity", "MultiHeadAttention", "TransformerBlock", "init"]
+           "GELU", "SiLU", "ReLU", "Identity", "MultiHeadAttention", "TransformerBlock",
+           "evaluation_mode", "init"]

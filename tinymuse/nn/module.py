@@ -28,14 +28,16 @@ step will also use the stale gradients of the previous one.
 """
 from __future__ import annotations
 
+import contextlib
 from typing import Iterator, NamedTuple
 
 import numpy as np
 
 from .. import backend
-from ..tensor import Tensor
+from ..tensor import Tensor, no_grad
 
-__all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "LoadResult"]
+__all__ = ["Parameter", "Module", "Sequential", "ModuleList", "ModuleDict", "LoadResult",
+           "evaluation_mode"]
 
 
 class Parameter(Tensor):
@@ -418,3 +420,19 @@ class ModuleDict(Module):
 
     def forward(self, *args, **kwargs):
         raise NotImplementedError("a ModuleDict has no forward(): call its entries instead")
+
+
+@contextlib.contextmanager
+def evaluation_mode(*modules: Module):
+    """``with evaluation_mode(model):`` run ``model`` as it is used after training: in
+    ``eval()`` mode (no dropout) and under ``no_grad()`` (no graph), then give every module
+    back the mode it had, even if the block raised. Sampling and scoring run inside it."""
+    modes = [module.training for module in modules]
+    for module in modules:
+        module.eval()
+    try:
+        with no_grad():
+            yield
+    finally:
+        for module, mode in zip(modules, modes):
+            module.train(mode)

@@ -14,7 +14,8 @@ SentencePiece ids:
     out = LayerNorm(h)               (B, 1 + T, d): one vector per token, CLS first
 
 It is pretrained with a masked-language-model objective on captions
-(:mod:`tinymuse.text.pretrain`) and then used frozen by the image stages.
+(:mod:`tinymuse.text.mlm`, trained by :mod:`tinymuse.training.text`) and then used frozen by
+the image stages.
 
 The [CLS] slot. The encoder puts a learned [CLS] token in front of every caption. It is
 always a real token (its mask entry is True), so even the *empty* prompt, the
@@ -33,8 +34,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .. import backend
-from .. import nn
+from .. import backend, checkpoint, nn
 from ..tensor import Tensor
 
 __all__ = ["TextEncoderConfig", "TextEncoder", "TextEncoding"]
@@ -125,22 +125,20 @@ class TextEncoder(nn.Module):
     # ----------------------------------------------------------- files
     def save(self, path, metadata: dict | None = None):
         """Write the weights and config to a ``.safetensors`` checkpoint; returns the path."""
-        from .. import checkpoint
-
         return checkpoint.save(path, self.state_dict(), dataclasses.asdict(self.config),
                                {"kind": "text_encoder", **(metadata or {})})
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "TextEncoder":
-        """A :class:`TextEncoder` built from the config stored in ``path``, with its weights."""
-        from .. import checkpoint
-
+        """A :class:`TextEncoder` built from the config stored in ``path``, with its weights.
+        Loading leaves the default random generator as it was."""
         stored = checkpoint.load(path)
         if stored.metadata.get("kind") != "text_encoder":
             raise checkpoint.CheckpointError(f"{path} does not hold a text encoder (kind "
                                              f"{stored.metadata.get('kind')!r}); save one with "
                                              f"TextEncoder.save")
-        encoder = cls(TextEncoderConfig.from_dict(stored.config))
+        with backend.default_generator_kept():
+            encoder = cls(TextEncoderConfig.from_dict(stored.config))
         encoder.load_state_dict(stored.tensors)
         return encoder.to(device)
 

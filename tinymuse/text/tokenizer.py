@@ -25,9 +25,20 @@ from pathlib import Path
 import numpy as np
 import sentencepiece as spm
 
-from ..data.grammar import UnknownWordError
+from .. import files
 
 PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
+
+
+class OutOfVocabularyError(ValueError):
+    """A prompt uses a word that the captions the tokenizer was trained on never had: a model
+    trained on those captions cannot know what it means."""
+
+    def __init__(self, word, caption, known):
+        self.word, self.text, self.known = word, caption, tuple(known)
+        shown = caption if len(caption) <= 80 else caption[:77] + "..."
+        super().__init__(f"unknown word {word!r} in {shown!r}: the training captions never "
+                         f"used it. The known words are: {', '.join(self.known)}")
 
 
 def _words_path(model_path):
@@ -83,10 +94,9 @@ class Tokenizer:
         """Write the SentencePiece model to ``path`` (e.g. ``tokenizer.model``) and the known
         words beside it (``tokenizer.words.json``)."""
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.model_proto)
+        files.write_bytes(path, self.model_proto)
         if self.known_words is not None:
-            _words_path(path).write_text(json.dumps(list(self.known_words), indent=0))
+            files.write_text(_words_path(path), json.dumps(list(self.known_words), indent=0))
         return path
 
     @classmethod
@@ -153,8 +163,8 @@ class Tokenizer:
     # --- checking prompts -----------------------------------------------------------------------
 
     def check_words(self, caption):
-        """Raise :class:`~tinymuse.data.grammar.UnknownWordError` if ``caption`` has a word the
-        training corpus never had (a model cannot know what such a word means)."""
+        """Raise :class:`OutOfVocabularyError` if ``caption`` has a word the training corpus
+        never had (a model cannot know what such a word means)."""
         if self.known_words is None:
             raise ValueError(
                 "this tokenizer has no list of known words (it was not trained by tinymuse)"
@@ -162,7 +172,7 @@ class Tokenizer:
         known = set(self.known_words)
         for word in caption.lower().split():
             if word not in known:
-                raise UnknownWordError(word, caption, self.known_words)
+                raise OutOfVocabularyError(word, caption, self.known_words)
 
     def __repr__(self):
         return f"Tokenizer(vocab_size={self.vocab_size})"

@@ -4,6 +4,7 @@ The tiny preset draws noise, so these tests check what the command promises (fil
 right size, determinism, resuming, one clear line for every mistake a user can make), not
 image quality; ``tinymuse eval`` on the bundled weights measures that.
 """
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -13,10 +14,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinymuse import Pipeline, checkpoint, cli
+from tinymuse import Pipeline, checkpoint, cli, sampling
 from tinymuse.cascade import STAGES, load_record
 from tinymuse.data import ShapesDataset, parse_caption
-from tinymuse.pipeline import GUIDANCE, TEMPERATURES
 
 SIZE = 64  # the tiny preset keeps the real image size
 
@@ -175,9 +175,9 @@ def test_a_stage_without_its_inputs_names_the_stage_to_run(tmp_path, capsys):
 def interruption(monkeypatch):
     """``interruption.on()``: the next transformer training stops after its checkpoint at step
     2 and raises KeyboardInterrupt, as Ctrl-C would; ``interruption.off()`` undoes it."""
-    from tinymuse import train as train_module
+    from tinymuse.training import transformer as transformer_training
 
-    real = train_module.train_stage
+    real = transformer_training.train_transformer
 
     def interrupted(*args, **kwargs):
         real(*args, **{**kwargs, "stop_at": 2})
@@ -185,10 +185,10 @@ def interruption(monkeypatch):
 
     class Interruption:
         def on(self):
-            monkeypatch.setattr(train_module, "train_stage", interrupted)
+            monkeypatch.setattr(transformer_training, "train_transformer", interrupted)
 
         def off(self):
-            monkeypatch.setattr(train_module, "train_stage", real)
+            monkeypatch.setattr(transformer_training, "train_transformer", real)
 
     return Interruption()
 
@@ -202,14 +202,17 @@ def test_interrupted_stage_resumes_from_its_checkpoint(tmp_path, interruption, c
     interruption.on()  # at step 2 of 3
     with pytest.raises(KeyboardInterrupt):
         train_cascade(out, "base", "tiny", resume=True, progress=False, log=quiet)
-    record = load_record(out)
-    assert "base" not in record["stages"] and record["partial_seconds"]["base"] >= 0
+    assert "base" not in load_record(out)["stages"]
+    # the interrupted call's training time is in the stage's checkpoint (made long here, so
+    # it shows in the total)
+    state = checkpoint.load(out / "base" / "checkpoint.safetensors")
+    checkpoint.save(state.path, state.tensors, state.config,
+                    {**state.metadata, "extra": {"seconds": 1000.0}})
     interruption.off()
     capsys.readouterr()
     train_cascade(out, "base", "tiny", resume=True, progress=True, log=quiet)
     assert "steps 2-3" in capsys.readouterr().out  # continued, not started again
-    record = load_record(out)
-    assert "base" in record["stages"] and "base" not in record["partial_seconds"]
+    assert 1000 <= load_record(out)["stages"]["base"]["seconds"] < 1100
 
 
 def test_more_steps_continue_a_stage_from_its_weights_and_reassemble(run_dir, tmp_path):
@@ -260,13 +263,9 @@ def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
     interruption.on()  # at step 2 of 3
     with pytest.raises(KeyboardInterrupt):
         train_more(out, "base", 3, progress=False, log=lambda *_: None)
-    record = load_record(out)
-    assert "more" not in record["stages"]["base"] and "base/more-1" in record["partial_seconds"]
+    assert "more" not in load_record(out)["stages"]["base"]
     assert (out / "base" / "model.safetensors").read_bytes() == weights
-    # Were the process killed instead, nothing would be in partial_seconds; the round's time
-    # is in its checkpoint too (made long here, so it shows in the total)
-    del record["partial_seconds"]["base/more-1"]
-    (out / "cascade.json").write_text(json.dumps(record))
+    # the round's time so far is in its checkpoint (made long here, so it shows in the total)
     state = checkpoint.load(out / "base" / "more-1" / "checkpoint.safetensors")
     checkpoint.save(state.path, state.tensors, state.config,
                     {**state.metadata, "extra": {"seconds": 1000.0}})
@@ -277,21 +276,21 @@ def test_interrupted_more_steps_resume_and_keep_the_old_weights_meanwhile(
     record = load_record(out)
     assert len(record["stages"]["base"]["more"]) == 1
     assert 1000 <= record["stages"]["base"]["more"][0]["seconds"] < 1100
-    assert "base/more-1" not in record["partial_seconds"]
     assert (out / "base" / "model.safetensors").read_bytes() != weights
 
 
 def test_two_commands_finishing_at_once_both_get_recorded(tmp_path):
     import threading
 
-    from tinymuse.cascade import RECORD, CascadeError, _record_lock, _update_record
+    from tinymuse.cascade import RECORD, CascadeError
+    from tinymuse.cascade.runs import _record_lock, _record_stage
 
     out = tmp_path / "run"
     out.mkdir()
     (out / RECORD).write_text(json.dumps({"preset": {}, "data": "shapes", "stages": {}}))
     lock = out / f".{RECORD}.lock"
     lock.write_text("")  # another command is in the middle of updating the record
-    finish_base = threading.Thread(target=_update_record, args=(out, "base", 5.0, True))
+    finish_base = threading.Thread(target=_record_stage, args=(out, "base", 5.0))
     finish_base.start()
     finish_base.join(0.3)
     assert finish_base.is_alive() and load_record(out)["stages"] == {}  # it waits its turn
@@ -308,29 +307,19 @@ def test_two_commands_finishing_at_once_both_get_recorded(tmp_path):
             pass
 
 
-def test_python_dash_m_tinymuse_train_continues_a_model_at_its_own_size(run_dir, tmp_path):
-    from tinymuse import train as train_module
-
-    text = tmp_path / "text"  # the folder --text expects: tokenizer + text encoder
-    text.mkdir()
-    shutil.copy(run_dir / "tokenizer" / "tokenizer.model", text)
-    shutil.copy(run_dir / "text" / "text_encoder.safetensors", text)
-    init = run_dir / "base" / "model.safetensors"
-    args = ["--vq", run_dir / "vq-base" / "tokenizer.safetensors", "--text", text,
-            "--tokens", run_dir / "tokens" / "base.safetensors", "--init", init,
-            "--steps", 2, "--sample-every", 1000, "--checkpoint-every", 1000]
-    # no --preset: the tiny model's own size, not the 'default' preset's
-    validation = run_dir / "tokens" / "validation-base.safetensors"
-    assert train_module.main([str(a) for a in ["--out", tmp_path / "b", *args,
-                                               "--validation", validation]]) == 0
-    saved = checkpoint.load(tmp_path / "b" / "model.safetensors")
-    assert saved.config == checkpoint.load(init).config
-    logged = [json.loads(line) for line in (tmp_path / "b" / "log.jsonl").read_text().splitlines()]
-    assert [entry["step"] for entry in logged if entry.get("kind") == "validation"] == [2]
-    # an explicit --preset of another size is refused, naming what differs
-    with pytest.raises(checkpoint.CheckpointError, match="d_model"):
-        train_module.main([str(a) for a in ["--out", tmp_path / "c", "--preset", "default",
-                                            *args]])
+def test_set_changes_the_preset_of_a_new_run_and_is_recorded(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--stage", "tokenizer", "--preset", "tiny", "--out", out, "--set",
+               "captions=123", "--set", "text.d_model=8", "--set", "ema=0.9", "--quiet") == 0
+    preset = load_record(out)["preset"]
+    assert (preset["name"], preset["captions"], preset["ema"]) == ("tiny", 123, 0.9)
+    assert preset["text"] == {"d_model": 8, "num_layers": 1, "num_heads": 2}
+    for assignment, message in (("captions", "FIELD=VALUE"), ("nope=3", "no field 'nope'"),
+                                ("base_steps=1.5", "expected a value like 3"),
+                                ("vq.x=1", "not one of the preset's model settings")):
+        assert run("train", "--stage", "tokenizer", "--preset", "tiny", "--out",
+                   tmp_path / "other", "--set", assignment) == 2
+        assert message in error_line(capsys)
 
 
 def test_more_steps_needs_a_finished_transformer_stage(run_dir, tmp_path, capsys):
@@ -412,6 +401,8 @@ def test_a_transformer_stage_trains_on_its_own_schedule_and_records_it(run_dir, 
     assert run("train", "--stage", "superres", "--out", tmp_path / "new", "--batch-size",
                0) == 2
     assert "batch_size must be a whole number >= 1" in error_line(capsys)
+    assert run("train", "--stage", "superres", "--out", tmp_path / "new", "--lr", "nan") == 2
+    assert "lr must be a finite number > 0" in error_line(capsys)
 
 
 def test_a_resumed_run_keeps_the_preset_it_was_started_with(run_dir, tmp_path, capsys):
@@ -425,7 +416,7 @@ def test_a_resumed_run_keeps_the_preset_it_was_started_with(run_dir, tmp_path, c
     capsys.readouterr()
     assert run("train", "--stage", "base", "--preset", "tiny", "--out", out, "--resume",
                "--quiet") == 0
-    assert "base_steps (5 here, 3 now)" in capsys.readouterr().out
+    assert "base_steps (5 here, 3 asked for)" in capsys.readouterr().out
     trained = checkpoint.load(out / "base" / "checkpoint.safetensors")
     assert trained.config["train"]["steps"] == 5 and trained.metadata["step"] == 5
 
@@ -484,8 +475,10 @@ def test_only_the_base_stage_is_guided_unless_sr_guidance_says_so(run_dir, tmp_p
                    "--sr-temperature", 1, *extra, "--out", tmp_path / f"{name}.png") == 0
     default, both = png(tmp_path / "default.png"), png(tmp_path / "both.png")
     for image, guidance in ((default, (3.0, 0.0)), (both, (3.0, 3.0))):
-        expected = pipeline.generate("a red circle", guidance_scale=guidance, seed=0,
-                                     temperature=(TEMPERATURES[0], 1.0), output="uint8")[0]
+        expected = pipeline.generate("a red circle", base={"guidance_scale": guidance[0]},
+                                     superres={"guidance_scale": guidance[1],
+                                               "temperature": 1.0},
+                                     seed=0, output="uint8")[0]
         assert np.array_equal(image, expected)
     assert not np.array_equal(default, both)
     assert run("generate", "a red circle", "--pipeline", run_dir,
@@ -500,9 +493,10 @@ def test_the_guidance_schedule_flags_reach_the_pipeline(run_dir, tmp_path, capsy
     assert run("generate", "a red circle", "--pipeline", run_dir, "--guidance", 3,
                "--guidance-schedule", "constant", "--sr-guidance", 2, "--sr-guidance-schedule",
                "linear", "--sr-temperature", 1, "--out", out) == 0
-    expected = pipeline.generate("a red circle", guidance_scale=(3.0, 2.0), seed=0,
-                                 guidance_schedule=("constant", "linear"),
-                                 temperature=(TEMPERATURES[0], 1.0), output="uint8")[0]
+    expected = pipeline.generate("a red circle", seed=0, output="uint8",
+                                 base={"guidance_scale": 3.0, "guidance_schedule": "constant"},
+                                 superres={"guidance_scale": 2.0, "guidance_schedule": "linear",
+                                           "temperature": 1.0})[0]
     assert np.array_equal(png(out), expected)
     with pytest.raises(SystemExit):
         run("generate", "a red circle", "--pipeline", run_dir, "--guidance-schedule", "cosine")
@@ -549,8 +543,9 @@ def test_eval_scores_every_attribute_and_the_base_stage_alone(run_dir, tmp_path,
                "--sr-steps", 2, "--pipeline", run_dir, "--out", out) == 0
     scores = json.loads(out.read_text())
     settings = scores.pop("settings")
-    assert (settings["base_steps"], settings["guidance_schedule"]) == (2, ["linear", "constant"]), \
+    assert settings["base"] == {**dataclasses.asdict(sampling.BASE), "steps": 2}, \
         "the file says how its images were drawn"
+    assert settings["superres"]["steps"] == 2 and settings["seed"] == 0
     assert set(scores) == {"train/single", "train/count", "train/relation", "train/glyph",
                            "overall"}
     assert scores["overall"]["prompts"] == 4
@@ -578,27 +573,6 @@ def test_eval_reads_a_prompt_file(run_dir, tmp_path, capsys):
     assert run("eval", "--prompt-file", prompts, "--steps", 2, "--sr-steps", 2,
                "--pipeline", run_dir) == 0
     assert "file/prompts (2 prompts)" in capsys.readouterr().out
-
-
-def test_the_base_stage_of_a_run_scores_at_8_and_16_steps_with_and_without_guidance(
-        run_dir, tmp_path, capsys):
-    from tinymuse.train import main as train_main
-
-    out = tmp_path / "base"
-    out.mkdir()
-    shutil.copyfile(run_dir / "base" / "model.safetensors", out / "model.safetensors")
-    vq = run_dir / "vq-base" / "tokenizer.safetensors"
-    with pytest.raises(SystemExit):
-        train_main(["--vq", str(vq), "--out", str(out), "--score", "--prompts", "1"])
-    assert "--text" in capsys.readouterr().err, "says where the tokenizer must come from"
-    assert train_main(["--vq", str(vq), "--out", str(out), "--text", str(run_dir / "tokenizer"),
-                       "--score", "--prompts", "1"]) == 0
-    scores = json.loads((out / "scores.json").read_text())
-    guided = f"guidance={GUIDANCE[0]:g}"  # by default the pipeline's scale
-    assert {key.split("/", 2)[2] for key in scores} == {
-        "steps=8/guidance=0", f"steps=8/{guided}", "steps=16/guidance=0", f"steps=16/{guided}"}
-    assert {key.split("/")[0] for key in scores} == {"train", "heldout"}
-    assert all(0.0 <= v <= 1.0 for entry in scores.values() for v in entry.values())
 
 
 # --------------------------------------------------------------------------- mistakes
@@ -641,13 +615,15 @@ def test_edit_guides_the_super_resolution_stage_as_told(run_dir, picture, tmp_pa
 
     pipeline = Pipeline.load(run_dir / "pipeline")
     image = png(picture)
-    options = dict(iterations=2, sr_steps=2, seed=0, output="uint8")
+    options = dict(seed=0, output="uint8")
     for flags, guidance in (([], (4.0, 4.0)), (["--sr-guidance", 0], (4.0, 0.0)),
                             (["--guidance", 1, "--sr-guidance", 2], (1.0, 2.0))):
         out = tmp_path / "edited.png"
         assert run("edit", picture, "a blue square", "--iterations", 2, "--sr-steps", 2,
                    "--pipeline", run_dir, "--out", out, *flags) == 0
-        expected = pipeline.edit(image, "a blue square", guidance_scale=guidance, **options)
+        expected = pipeline.edit(image, "a blue square", **options,
+                                 base={"iterations": 2, "guidance_scale": guidance[0]},
+                                 superres={"steps": 2, "guidance_scale": guidance[1]})
         np.testing.assert_array_equal(png(out), expected[0])
 
 
@@ -660,11 +636,15 @@ def test_bad_guidance_temperature_or_steps_are_named_by_their_flag(run_dir, pict
                           (["inpaint", picture, "a red circle", "--box", "0,0,8,8"],
                            "--sr-choice-temperature")):
         assert run(*command, "--pipeline", run_dir, flag, -1) == 2
-        assert f"{flag} must be a number >= 0" in error_line(capsys)
+        assert f"{flag} must be a finite number >= 0" in error_line(capsys)
     for command, flag in ((["generate", "a red circle"], "--steps"), (["demo"], "--sr-steps"),
-                          (["edit", picture, "a red circle"], "--sr-steps")):
+                          (["edit", picture, "a red circle"], "--sr-steps"),
+                          (["edit", picture, "a red circle"], "--iterations")):
         assert run(*command, "--pipeline", run_dir, flag, 0) == 2
-        assert f"{flag} is a number of decoding steps and must be at least 1" in error_line(capsys)
+        assert f"{flag} must be a whole number >= 1" in error_line(capsys)
+    # --top-k is for both stages of an edit; a bad one is named as the flag it came from
+    assert run("edit", picture, "a red circle", "--pipeline", run_dir, "--top-k", 0) == 2
+    assert "--top-k must be a whole number >= 1" in error_line(capsys)
 
 
 def test_missing_and_damaged_pipelines(run_dir, tmp_path, capsys, monkeypatch):
@@ -677,7 +657,7 @@ def test_missing_and_damaged_pipelines(run_dir, tmp_path, capsys, monkeypatch):
             (damaged / file.name).write_bytes(file.read_bytes())
     assert run("generate", "a red circle", "--pipeline", damaged) == 2
     assert "base.safetensors" in error_line(capsys)
-    monkeypatch.setattr(cli, "ASSETS", tmp_path / "empty")
+    monkeypatch.setattr(cli, "BUNDLED", tmp_path / "empty")
     assert run("demo") == 2
     assert "tinymuse train" in error_line(capsys)
 
@@ -688,10 +668,10 @@ def test_debug_shows_the_traceback(run_dir):
 
 
 def test_bundled_weights_load_and_draw_the_demo_or_say_how_to_make_them(capsys, tmp_path):
-    if (cli.ASSETS / "pipeline.json").is_file():
-        size = sum(f.stat().st_size for f in cli.ASSETS.rglob("*") if f.is_file())
+    if (cli.BUNDLED / "pipeline.json").is_file():
+        size = sum(f.stat().st_size for f in cli.BUNDLED.rglob("*") if f.is_file())
         assert size < 25 * 2 ** 20
-        pipeline = Pipeline.load(cli.ASSETS)
+        pipeline = Pipeline.load(cli.BUNDLED)
         assert pipeline.image_size == SIZE
         for prompt in cli.DEMO_PROMPTS:
             pipeline.tokenizer.check_words(prompt)

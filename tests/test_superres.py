@@ -8,13 +8,16 @@ from tinymuse import Tensor, backend, decoding
 from tinymuse.models import base as base_module
 from tinymuse.models import superres as superres_module
 from tinymuse.models.base import BaseTransformerConfig
-from tinymuse.models.superres import (SuperResTokens, SuperResTransformer,
-                                      SuperResTransformerConfig, superres_sampler,
-                                      superres_tokens, train_superres)
+from tinymuse.data import shapes_captions
+from tinymuse.decoding import sample_stage
+from tinymuse.evaluate import monitor as monitor_module
+from tinymuse.evaluate import superres_sampler
+from tinymuse.models.superres import SuperResTransformer, SuperResTransformerConfig
+from tinymuse.sampling import SUPERRES
 from tinymuse.text.encoder import TextEncoderConfig
-from tinymuse.text.pretrain import shapes_captions
 from tinymuse.text.tokenizer import Tokenizer
-from tinymuse.train import TrainConfig
+from tinymuse.training import TrainConfig
+from tinymuse.training.transformer import PairedTokens, pair_caches, train_transformer
 from tinymuse.vq import ImageTokens, VQConfig
 
 K_HIGH, HIGH, K_LOW, LOW = 12, 4, 6, 2  # 4×4 high tokens of 12 codes on 2×2 low tokens of 6
@@ -199,9 +202,9 @@ def test_guidance_keeps_the_low_tokens_in_the_unconditional_branch(tokenizer, mo
 
     monkeypatch.setattr(decoding, "decode", spy)
     low = np.random.default_rng(5).integers(0, K_LOW, (2, LOW, LOW))
-    result = model.generate(["a red circle", "two blue squares"], low, steps=3,
-                            guidance_scale=2.0, negative_prompts=["a green circle", ""],
-                            generator=backend.Generator(0))
+    result = sample_stage(model, ["a red circle", "two blue squares"],
+                          SUPERRES.replace(steps=3, guidance_scale=2.0), low_tokens=low,
+                          negative_prompts=["a green circle", ""], generator=backend.Generator(0))
     assert result.tokens.shape == (2, HIGH, HIGH)
     condition, uncond = captured["condition"], captured["uncond_condition"]
     n = LOW * LOW
@@ -212,14 +215,15 @@ def test_guidance_keeps_the_low_tokens_in_the_unconditional_branch(tokenizer, mo
     assert uncond.mask[1, n:].sum() == empty.mask.sum() == 1  # [CLS] alone
 
 
-def test_generate_is_seeded_and_redraws_only_the_given_mask(tokenizer):
+def test_sampling_is_seeded_and_redraws_only_the_given_mask(tokenizer):
     model = tiny_model(tokenizer)
     low = np.random.default_rng(6).integers(0, K_LOW, (2, LOW, LOW))
     prompts = ["a red circle", "a blue square"]
+    settings = SUPERRES.replace(steps=4, guidance_scale=1.0, temperature=1.0)
 
     def draw(seed, **options):
-        return model.generate(prompts, low, steps=4, guidance_scale=1.0,
-                              generator=backend.Generator(seed), **options).tokens
+        return sample_stage(model, prompts, settings, low_tokens=low,
+                            generator=backend.Generator(seed), **options).tokens
 
     np.testing.assert_array_equal(draw(1), draw(1))
     assert (draw(1) != draw(2)).any()
@@ -232,12 +236,18 @@ def test_generate_is_seeded_and_redraws_only_the_given_mask(tokenizer):
 
 def test_bad_low_tokens_and_configs_get_clear_errors(tokenizer):
     model = tiny_model(tokenizer)
+
+    def draw(prompts, low_tokens):
+        return sample_stage(model, prompts, SUPERRES, low_tokens=low_tokens)
+
     with pytest.raises(ValueError, match="low-resolution tokens per example"):
-        model.generate(["a red circle"], np.zeros((1, 3, 3), int))
+        draw(["a red circle"], np.zeros((1, 3, 3), int))
     with pytest.raises(ValueError, match=r"must lie in \[0, 6\)"):
-        model.generate(["a red circle"], np.full((1, LOW, LOW), K_LOW))
+        draw(["a red circle"], np.full((1, LOW, LOW), K_LOW))
     with pytest.raises(ValueError, match="2 prompts but 1 low-resolution"):
-        model.generate(["a red circle", "a red circle"], np.zeros((1, LOW, LOW), int))
+        draw(["a red circle", "a red circle"], np.zeros((1, LOW, LOW), int))
+    with pytest.raises(ValueError, match="pass low_tokens"):
+        draw(["a red circle"], None)
     with pytest.raises(ValueError, match="integer array"):
         model.encode_low_tokens(np.zeros((1, LOW, LOW)))
     with pytest.raises(ValueError, match="low_token_noise"):
@@ -265,17 +275,17 @@ def test_pairing_two_caches_checks_they_hold_the_same_images():
                       captions, {})
     high = ImageTokens(rng.integers(0, K_HIGH, (3, HIGH, HIGH)).astype(np.int32), np.arange(3),
                        captions, {})
-    paired = superres_tokens(low, high)
+    paired = pair_caches(low, high)
     assert len(paired) == 3
     np.testing.assert_array_equal(paired.low_tokens, low.tokens)
     np.testing.assert_array_equal(paired.tokens, high.tokens)
     other = ImageTokens(high.tokens, np.arange(3), ["a red circle", "x", "y"], {})
     with pytest.raises(ValueError, match="caption of row 1"):
-        superres_tokens(low, other)
+        pair_caches(low, other)
     with pytest.raises(ValueError, match="different dataset examples"):
-        superres_tokens(low, ImageTokens(high.tokens, np.arange(1, 4), captions, {}))
+        pair_caches(low, ImageTokens(high.tokens, np.arange(1, 4), captions, {}))
     with pytest.raises(ValueError, match="3 and 2 grids"):
-        superres_tokens(low, ImageTokens(high.tokens[:2], np.arange(2), captions[:2], {}))
+        pair_caches(low, ImageTokens(high.tokens[:2], np.arange(2), captions[:2], {}))
 
 
 def test_the_stage_learns_to_read_the_low_tokens(tokenizer, tmp_path):
@@ -286,34 +296,38 @@ def test_the_stage_learns_to_read_the_low_tokens(tokenizer, tmp_path):
     count = 64
     low = rng.integers(0, K_LOW, (count, 1, 1))
     high = np.broadcast_to(2 * low, (count, HIGH, HIGH))  # codes 0, 2, …, 10
-    cache = SuperResTokens(high, low, ["a red circle"] * count)
+    cache = PairedTokens(high, low, ["a red circle"] * count)
     model = tiny_model(tokenizer, caption_dropout=0.0, num_layers=1, low_grid_size=1)
     config = TrainConfig(steps=30, batch_size=16, lr=1e-2, warmup_steps=5, progress=False,
                          checkpoint_every=1000, sample_every=1000)
-    result = train_superres(model, cache, config, tmp_path)
+    result = train_transformer(model, cache, config, tmp_path)
     assert np.mean([h["loss"] for h in result.history[-5:]]) < \
         0.5 * np.mean([h["loss"] for h in result.history[:5]])
     fresh = rng.integers(0, K_LOW, (8, 1, 1))
-    drawn = model.generate(["a red circle"] * 8, fresh, steps=2, temperature=0.0).tokens
+    greedy = SUPERRES.replace(steps=2)
+
+    def drawn_by(stage):
+        return sample_stage(stage, ["a red circle"] * 8, greedy, low_tokens=fresh).tokens
+
+    drawn = drawn_by(model)
     assert (drawn == 2 * fresh).mean() > 0.9
     loaded = SuperResTransformer.load(tmp_path / "model.safetensors", tokenizer=tokenizer)
-    np.testing.assert_array_equal(
-        loaded.generate(["a red circle"] * 8, fresh, steps=2, temperature=0.0).tokens, drawn)
-    with pytest.raises(TypeError, match="superres_tokens"):
-        train_superres(model, ImageTokens(high, np.arange(count), cache.captions, {}), config,
-                       tmp_path / "other")
+    np.testing.assert_array_equal(drawn_by(loaded), drawn)
+    with pytest.raises(TypeError, match="pair_caches"):
+        train_transformer(model, ImageTokens(high, np.arange(count), cache.captions, {}), config,
+                          tmp_path / "other")
 
 
 def test_the_sampler_draws_each_prompt_on_its_own_low_tokens(tokenizer, monkeypatch):
     model = tiny_model(tokenizer)
     calls = []
-    original = model.generate
+    original = monitor_module.sample_stage
 
-    def spy(prompts, low_tokens, **options):
+    def spy(stage, prompts, settings, low_tokens=None, **options):
         calls.append((list(prompts), np.array(low_tokens)))
-        return original(prompts, low_tokens, **options)
+        return original(stage, prompts, settings, low_tokens=low_tokens, **options)
 
-    monkeypatch.setattr(model, "generate", spy)
+    monkeypatch.setattr(monitor_module, "sample_stage", spy)
 
     class FakeVQ:  # an image per grid whose pixels all hold the grid's first token / K
         def decode(self, tokens):
@@ -322,7 +336,8 @@ def test_the_sampler_draws_each_prompt_on_its_own_low_tokens(tokenizer, monkeypa
 
     low = np.random.default_rng(9).integers(0, K_LOW, (3, LOW, LOW))
     prompts = ["a red circle", "a blue square", "a green circle"]
-    images = superres_sampler(FakeVQ(), low, steps=2, batch_size=2)(model, prompts)
+    images = superres_sampler(FakeVQ(), low, SUPERRES.replace(steps=2),
+                              batch_size=2)(model, prompts)
     assert images.shape == (3, 3, 8, 8)
     assert [p for batch, _ in calls for p in batch] == prompts
     np.testing.assert_array_equal(np.concatenate([grids for _, grids in calls]), low)

@@ -63,13 +63,14 @@ def test_every_stage_has_the_documented_shape(mult, batch):
 
 
 def test_stage_configs_give_the_cascade_sizes():
-    base, base_train = stage_config("base")
-    superres, superres_train = stage_config("superres")
+    from tinymuse.training.vq import stage_training
+
+    base, superres = stage_config("base"), stage_config("superres")
     assert (base.image_size, base.token_size) == (32, 8)
     assert (superres.image_size, superres.token_size) == (64, 16)
     assert base.downsample == superres.downsample == 4
     # both see the same number of token positions per batch
-    assert base_train.batch_size * 64 == superres_train.batch_size * 256
+    assert stage_training(base).batch_size * 64 == stage_training(superres).batch_size * 256
     with pytest.raises(ValueError, match="unknown stage"):
         stage_config("huge")
 
@@ -327,15 +328,3 @@ def test_pre_encode_writes_a_token_cache(tmp_path):
     assert VQConfig.from_dict(cache.tokenizer_config) == model.config
     with pytest.raises(ValueError, match="infinite"):
         pre_encode(model, ShapesDataset(8), tmp_path / "x.safetensors")
-
-
-def test_the_pre_encode_command(tmp_path):
-    from tinymuse.vq import tokens
-    model = tiny_tokenizer().eval()
-    model.save(tmp_path / "tok.safetensors")
-    assert tokens.main([str(tmp_path / "tok.safetensors"), str(tmp_path / "cache.safetensors"),
-                        "--count", "5", "--seed", "2"]) == 0
-    cache = load_image_tokens(tmp_path / "cache.safetensors")
-    images, captions = load_examples(ShapesDataset(8, seed=2), range(5))
-    np.testing.assert_array_equal(cache.tokens, model.encode(images).numpy())
-    assert cache.captions == captions

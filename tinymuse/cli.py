@@ -1,4 +1,4 @@
-"""The ``tinymuse`` command.
+"""The ``tinymuse`` command: each subcommand maps its flags to settings and calls the library.
 
     tinymuse demo                                   the bundled pipeline draws example prompts
     tinymuse generate "a red circle" --seed 1       prompt(s) → PNG (a grid for several)
@@ -10,25 +10,25 @@
 
 Every image command uses the bundled pipeline (``tinymuse/assets``) unless ``--pipeline DIR``
 names another one: a directory saved by :meth:`tinymuse.Pipeline.save`, or a training run
-folder that holds one in ``pipeline/``.
+folder that holds one in ``pipeline/``. A sampling flag left out means the stage's default,
+:data:`tinymuse.sampling.BASE` and its siblings, which the library uses too.
 
 Errors a user can fix (an unknown word, a missing file, an image of the wrong size, missing
-weights) print one line, ``tinymuse: error: ...``, and exit with status 2; ``--debug`` shows
-the traceback instead.
+weights, a setting out of range) print one line, ``tinymuse: error: ...``, and exit with
+status 2; ``--debug`` shows the traceback instead.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
 from pathlib import Path
 
-from . import __version__
-from .decoding import GUIDANCE_SCHEDULES
-from .pipeline import CHOICE_TEMPERATURES, GUIDANCE, GUIDANCE_SCHEDULE, STEPS, TEMPERATURES
+from . import __version__, sampling
+from .pipeline_files import BUNDLED
 
-ASSETS = Path(__file__).resolve().parent / "assets"
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
 
 # What `tinymuse demo` draws: every kind of caption the shapes world has.
@@ -51,13 +51,21 @@ DEMO_PROMPTS = (
     "the number 3 in purple",
 )
 
+# Sampling flags of each stage (a prefix "sr-" for the super-resolution stage) and the
+# Sampling setting each one sets.
+SAMPLING_FLAGS = {"steps": "steps", "guidance": "guidance_scale",
+                  "guidance_schedule": "guidance_schedule", "temperature": "temperature",
+                  "choice_temperature": "choice_temperature", "top_k": "top_k",
+                  "iterations": "iterations", "fraction": "fraction"}
+_FLAG_OF = {setting: flag for flag, setting in SAMPLING_FLAGS.items()}
+
 
 class CommandError(Exception):
     """A problem with the command line itself, reported like the library's errors."""
 
 
 # --------------------------------------------------------------------------- #
-# Shared helpers.
+# Flags → library objects.
 # --------------------------------------------------------------------------- #
 
 
@@ -65,11 +73,11 @@ def pipeline_dir(path: str | None) -> Path:
     """The pipeline directory a command uses: ``--pipeline`` (a pipeline directory or a
     training run holding ``pipeline/``) or the bundled one."""
     if path is None:
-        if not (ASSETS / "pipeline.json").is_file():
-            raise CommandError(f"no bundled weights in {ASSETS}: this copy of tinymuse ships "
+        if not (BUNDLED / "pipeline.json").is_file():
+            raise CommandError(f"no bundled weights in {BUNDLED}: this copy of tinymuse ships "
                                f"without them. Train a pipeline with `{TRAIN_COMMAND}` and pass "
                                f"--pipeline runs/cascade")
-        return ASSETS
+        return BUNDLED
     folder = Path(path)
     if (folder / "pipeline" / "pipeline.json").is_file():
         return folder / "pipeline"
@@ -83,6 +91,45 @@ def load_pipeline(args):
     from .pipeline import Pipeline
 
     return Pipeline.load(pipeline_dir(args.pipeline), device=args.device)
+
+
+def stage_settings(args, default: sampling.Sampling, prefix: str = "",
+                   shared: dict | None = None) -> sampling.Sampling:
+    """The stage's settings: ``default`` with the flags the user gave (``--steps``, or
+    ``--sr-steps`` with ``prefix="sr_"``), then ``shared`` flag values for flags this stage
+    was not given. A setting out of range is reported under its flag's name."""
+    changes = dict(shared or {})
+    for flag, setting in SAMPLING_FLAGS.items():
+        value = getattr(args, prefix + flag, None)
+        if value is not None:
+            changes[setting] = value
+    try:
+        return default.replace(**changes)
+    except sampling.SamplingError as error:
+        flag = _FLAG_OF[error.setting]
+        given = getattr(args, prefix + flag, None) is not None
+        name = "--" + ((prefix if given else "") + flag).replace("_", "-")
+        raise CommandError(error.renamed(name)) from None
+
+
+def generation_settings(args) -> dict:
+    """``base``, ``superres``, ``seed`` and ``negative_prompt`` for ``Pipeline.generate``."""
+    options = dict(base=stage_settings(args, sampling.BASE),
+                   superres=stage_settings(args, sampling.SUPERRES, "sr_"), seed=args.seed)
+    if getattr(args, "negative", None):
+        options["negative_prompt"] = args.negative
+    return options
+
+
+def edit_settings(args) -> dict:
+    """Mask-free editing's settings: ``--temperature`` and ``--top-k`` are for both stages,
+    and the super-resolution stage is guided as the edit is unless ``--sr-guidance`` says."""
+    shared = {setting: getattr(args, flag) for flag, setting in
+              (("guidance", "guidance_scale"), ("temperature", "temperature"), ("top_k", "top_k"))
+              if getattr(args, flag) is not None}
+    return dict(base=stage_settings(args, sampling.EDIT),
+                superres=stage_settings(args, sampling.EDIT_SUPERRES, "sr_", shared),
+                seed=args.seed)
 
 
 def save_images(images, out, nrow: int, scale: int) -> Path:
@@ -107,6 +154,7 @@ def read_image(path: str, size: int, resize: bool):
     """A picture file as uint8 (1, size, size, 3); with ``resize`` it is centre-cropped and
     resized, otherwise it must already be ``size``×``size``."""
     import numpy as np
+    from PIL import Image
 
     from .data import load_square_image
 
@@ -115,8 +163,6 @@ def read_image(path: str, size: int, resize: bool):
         raise FileNotFoundError(f"no image file at {file}")
     if resize:
         return load_square_image(file, size)[None]
-    from PIL import Image
-
     with Image.open(file) as picture:
         if picture.size != (size, size):
             raise ValueError(f"{file} is {picture.size[0]}×{picture.size[1]} pixels; this "
@@ -125,7 +171,7 @@ def read_image(path: str, size: int, resize: bool):
         return np.asarray(picture.convert("RGB"))[None]
 
 
-def _pair(text: str, count: int, what: str) -> tuple:
+def _numbers(text: str, count: int, what: str) -> tuple:
     try:
         values = tuple(int(v) for v in text.split(","))
     except ValueError:
@@ -134,18 +180,6 @@ def _pair(text: str, count: int, what: str) -> tuple:
         raise CommandError(f"{what} takes {count} whole numbers separated by commas, got "
                            f"{text!r}")
     return values
-
-
-def _sampling_options(args) -> dict:
-    options = dict(base_steps=args.steps, sr_steps=args.sr_steps,
-                   guidance_scale=(args.guidance, args.sr_guidance),
-                   temperature=(args.temperature, args.sr_temperature),
-                   choice_temperature=(args.choice_temperature, args.sr_choice_temperature),
-                   guidance_schedule=(args.guidance_schedule, args.sr_guidance_schedule),
-                   seed=args.seed, output="uint8")
-    if getattr(args, "negative", None):
-        options["negative_prompt"] = args.negative
-    return options
 
 
 def _done(path: Path, what: str, started: float) -> None:
@@ -159,143 +193,100 @@ def _done(path: Path, what: str, started: float) -> None:
 
 def cmd_generate(args) -> int:
     started = time.perf_counter()
-    pipeline = load_pipeline(args)
     if args.samples < 1:
         raise CommandError(f"--samples must be at least 1, got {args.samples}")
+    options = generation_settings(args)
+    pipeline = load_pipeline(args)
     prompts = [p for p in args.prompts for _ in range(args.samples)]
-    images = pipeline.generate(prompts, **_sampling_options(args))
+    images = pipeline.generate(prompts, output="uint8", **options)
     nrow = args.samples if len(args.prompts) > 1 and args.samples > 1 else min(8, len(prompts))
     _done(save_images(images, args.out, nrow, args.scale), f"{len(images)} image(s)", started)
     return 0
 
 
-def _edit_input(args, pipeline):
-    return read_image(args.image, pipeline.image_size, args.resize)
+def _box_mask(box: str, size: int):
+    import numpy as np
+
+    left, top, right, bottom = _numbers(box, 4, "--box")
+    if not (0 <= left < right <= size and 0 <= top < bottom <= size):
+        raise CommandError(f"--box {box} is not a box inside the {size}×{size} image "
+                           f"(0 <= LEFT < RIGHT <= {size}, 0 <= TOP < BOTTOM <= {size})")
+    mask = np.zeros((size, size), bool)
+    mask[top:bottom, left:right] = True
+    return mask
 
 
 def cmd_inpaint(args) -> int:
-    import numpy as np
-
     started = time.perf_counter()
-    pipeline = load_pipeline(args)
-    image = _edit_input(args, pipeline)
-    size = pipeline.image_size
     if (args.mask is None) == (args.box is None):
         raise CommandError("inpaint needs exactly one of --mask MASK.png (white = replace) and "
                            "--box LEFT,TOP,RIGHT,BOTTOM (pixels)")
-    if args.box is not None:
-        left, top, right, bottom = _pair(args.box, 4, "--box")
-        if not (0 <= left < right <= size and 0 <= top < bottom <= size):
-            raise CommandError(f"--box {args.box} is not a box inside the {size}×{size} image "
-                               f"(0 <= LEFT < RIGHT <= {size}, 0 <= TOP < BOTTOM <= {size})")
-        mask = np.zeros((size, size), bool)
-        mask[top:bottom, left:right] = True
-    else:
-        mask = args.mask
-    images = pipeline.inpaint(image, mask, args.prompt, **_sampling_options(args))
+    options = generation_settings(args)
+    pipeline = load_pipeline(args)
+    image = read_image(args.image, pipeline.image_size, args.resize)
+    mask = args.mask if args.box is None else _box_mask(args.box, pipeline.image_size)
+    images = pipeline.inpaint(image, mask, args.prompt, output="uint8", **options)
     _done(save_images(images, args.out, 1, args.scale), "inpainting", started)
     return 0
 
 
 def cmd_outpaint(args) -> int:
     started = time.perf_counter()
-    pipeline = load_pipeline(args)
-    image = _edit_input(args, pipeline)
     if (args.shift is None) == (args.extend is None):
         raise CommandError("outpaint needs exactly one of --shift DY,DX (move the picture) and "
                            "--extend TOP,BOTTOM,LEFT,RIGHT (add margins and zoom out)")
-    where = ({"shift": _pair(args.shift, 2, "--shift")} if args.shift is not None
-             else {"extend": _pair(args.extend, 4, "--extend")})
-    images = pipeline.outpaint(image, args.prompt, **where, **_sampling_options(args))
+    where = ({"shift": _numbers(args.shift, 2, "--shift")} if args.shift is not None
+             else {"extend": _numbers(args.extend, 4, "--extend")})
+    options = generation_settings(args)
+    pipeline = load_pipeline(args)
+    image = read_image(args.image, pipeline.image_size, args.resize)
+    images = pipeline.outpaint(image, args.prompt, output="uint8", **where, **options)
     _done(save_images(images, args.out, 1, args.scale), "outpainting", started)
     return 0
 
 
 def cmd_edit(args) -> int:
     started = time.perf_counter()
+    options = edit_settings(args)
     pipeline = load_pipeline(args)
-    image = _edit_input(args, pipeline)
-    sr_guidance = args.guidance if args.sr_guidance is None else args.sr_guidance
-    images = pipeline.edit(image, args.prompt, iterations=args.iterations,
-                           fraction=args.fraction, guidance_scale=(args.guidance, sr_guidance),
-                           temperature=args.temperature, top_k=args.top_k,
-                           sr_steps=args.sr_steps, seed=args.seed, output="uint8")
+    image = read_image(args.image, pipeline.image_size, args.resize)
+    images = pipeline.edit(image, args.prompt, output="uint8", **options)
     _done(save_images(images, args.out, 1, args.scale), "editing", started)
     return 0
 
 
 def cmd_demo(args) -> int:
     started = time.perf_counter()
+    options = generation_settings(args)
     pipeline = load_pipeline(args)
-    prompts = list(DEMO_PROMPTS)
-    images = pipeline.generate(prompts, base_steps=args.steps, sr_steps=args.sr_steps,
-                               guidance_scale=(args.guidance, args.sr_guidance), seed=args.seed,
-                               output="uint8")
-    path = save_images(images, args.out, 4, args.scale)
-    _done(path, f"{len(prompts)} prompts", started)
+    images = pipeline.generate(list(DEMO_PROMPTS), output="uint8", **options)
+    _done(save_images(images, args.out, 4, args.scale), f"{len(DEMO_PROMPTS)} prompts", started)
     return 0
 
 
-def cmd_eval(args) -> int:
-    import numpy as np
+def _prompt_sets(args) -> dict:
+    """The prompts ``tinymuse eval`` scores, by set name (``train/single``, ...)."""
+    from .evaluate import evaluation_prompts
 
-    from .data.images import to_uint8_images
-    from .evaluate import score_prompts
-    from .train import evaluation_prompts
-
-    started = time.perf_counter()
-    pipeline = load_pipeline(args)
     if args.prompt_file:
         file = Path(args.prompt_file)
         if not file.is_file():
             raise FileNotFoundError(f"no prompt file at {file}")
-        sets = {"file": {"prompts": [line.strip() for line in file.read_text().splitlines()
-                                     if line.strip()]}}
-        if not sets["file"]["prompts"]:
+        prompts = [line.strip() for line in file.read_text().splitlines() if line.strip()]
+        if not prompts:
             raise CommandError(f"{file} holds no prompts (one per line)")
-    else:
-        splits = ("train", "heldout") if args.split == "both" else (args.split,)
-        sets = {split: {kind: prompts for kind, prompts in
-                        evaluation_prompts(args.prompts, split).items()
-                        if args.kind in (None, kind)} for split in splits}
-        if not any(sets.values()):
-            raise CommandError(f"the held-out split has no {args.kind} prompts (glyphs have "
-                               f"no colour–shape pair to hold out); use --split train")
-    options = _sampling_options(args)
-    results, everything = {}, {"prompts": [], "pipeline": [], "base_alone": []}
-    for split, by_kind in sets.items():
-        for kind, prompts in by_kind.items():
-            images = {"pipeline": [], "base_alone": []}
-            for start in range(0, len(prompts), args.batch_size):
-                batch = prompts[start:start + args.batch_size]
-                out = pipeline.generate(batch, **options, return_tokens=True)
-                images["pipeline"].append(out.images)
-                if args.compare_base:
-                    images["base_alone"].append(pipeline.base_vq.decode(out.base_tokens).numpy())
-            key = f"{split}/{kind}"
-            results[key] = {"prompts": len(prompts)}
-            everything["prompts"] += prompts
-            for which, parts in images.items():
-                if parts:
-                    images[which] = to_uint8_images(np.concatenate(parts))
-                    results[key][which] = score_prompts(prompts, images[which])
-                    everything[which].append(images[which])
-            print(f"{key} ({len(prompts)} prompts): " + _format_scores(results[key]), flush=True)
-    results["overall"] = {"prompts": len(everything["prompts"])}
-    for which in ("pipeline", "base_alone"):
-        if everything[which]:
-            results["overall"][which] = score_prompts(everything["prompts"],
-                                                      np.concatenate(everything[which]))
-    print(f"overall ({len(everything['prompts'])} prompts): "
-          + _format_scores(results["overall"]))
-    if args.out:
-        settings = {k: v for k, v in options.items() if k != "output"}
-        results["settings"] = {"pipeline": str(pipeline_dir(args.pipeline)), **settings}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1))
-        print(f"wrote {args.out}")
-    print(f"({time.perf_counter() - started:.0f} s)")
-    return 0
+        return {"file/prompts": prompts}
+    if args.prompts < 1:
+        raise CommandError(f"--prompts is the number of prompts per kind and must be at least "
+                           f"1, got {args.prompts}")
+    splits = ("train", "heldout") if args.split == "both" else (args.split,)
+    sets = {f"{split}/{kind}": prompts for split in splits
+            for kind, prompts in evaluation_prompts(args.prompts, split).items()
+            if args.kind in (None, kind)}
+    if not sets:
+        raise CommandError(f"the held-out split has no {args.kind} prompts (glyphs have "
+                           f"no colour–shape pair to hold out); use --split train")
+    return sets
 
 
 def _format_scores(entry: dict) -> str:
@@ -306,32 +297,63 @@ def _format_scores(entry: dict) -> str:
     return text
 
 
+def cmd_eval(args) -> int:
+    from .evaluate import score_pipeline
+
+    started = time.perf_counter()
+    sets = _prompt_sets(args)
+    options = generation_settings(args)
+    pipeline = load_pipeline(args)
+
+    def report(name, entry):
+        print(f"{name} ({entry['prompts']} prompts): " + _format_scores(entry), flush=True)
+
+    if args.batch_size < 1:
+        raise CommandError(f"--batch-size must be at least 1, got {args.batch_size}")
+    results = score_pipeline(pipeline, sets, batch_size=args.batch_size,
+                             compare_base=args.compare_base, report=report, **options)
+    print(f"overall ({results['overall']['prompts']} prompts): "
+          + _format_scores(results["overall"]))
+    if args.out:
+        results["settings"] = {"pipeline": str(pipeline_dir(args.pipeline)), "seed": args.seed,
+                               "base": dataclasses.asdict(options["base"]),
+                               "superres": dataclasses.asdict(options["superres"])}
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(results, indent=1))
+        print(f"wrote {args.out}")
+    print(f"({time.perf_counter() - started:.0f} s)")
+    return 0
+
+
 def cmd_train(args) -> int:
-    from .cascade import more_images, train_cascade, train_more
+    from .cascade import PRESETS, changed, more_images, train_cascade, train_more
 
     schedule = {key: value for key, value in (
         ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
         ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
+    progress = not args.quiet
     if args.images is not None:
         if args.stage != "tokens":
             raise CommandError(f"--images re-encodes the token caches: use it with --stage "
                                f"tokens, not --stage {args.stage}")
-        if args.more_steps is not None or schedule:
-            raise CommandError("--images and a transformer stage's schedule (--more-steps, "
-                               "--steps, --lr, ...) are two commands: encode the caches with "
-                               "--stage tokens --images N first, then train with --stage "
+        if args.more_steps is not None or schedule or args.set:
+            raise CommandError("--images and a stage's training settings (--more-steps, "
+                               "--steps, --lr, --set, ...) are two commands: encode the caches "
+                               "with --stage tokens --images N first, then train with --stage "
                                "base|superres --more-steps N")
-        record = more_images(args.out, args.images, device=args.device, progress=not args.quiet)
+        record = more_images(args.out, args.images, device=args.device, progress=progress)
     elif args.more_steps is not None:
-        if args.steps is not None:
-            raise CommandError("--more-steps is already the number of steps; drop --steps")
+        if args.steps is not None or args.set:
+            raise CommandError("--more-steps continues a finished stage with its own sizes: "
+                               "drop --steps (--more-steps is the number of steps) and --set")
         record = train_more(args.out, args.stage, args.more_steps, lr=args.lr,
                             warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
-                            progress=not args.quiet, batch_size=args.batch_size)
+                            progress=progress, batch_size=args.batch_size)
     else:
-        record = train_cascade(args.out, stage=args.stage, preset=args.preset, data=args.data,
-                               resume=args.resume, device=args.device,
-                               progress=not args.quiet, schedule=schedule)
+        preset = changed(PRESETS[args.preset], args.set) if args.set else args.preset
+        record = train_cascade(args.out, stage=args.stage, preset=preset, data=args.data,
+                               resume=args.resume, device=args.device, progress=progress,
+                               schedule=schedule)
     stages = ", ".join(f"{name} {entry['seconds']:.0f} s"
                        for name, entry in record["stages"].items())
     print(f"{args.out}: {stages} (total {record.get('seconds', 0) / 60:.1f} min)")
@@ -345,52 +367,41 @@ def cmd_train(args) -> int:
 # --------------------------------------------------------------------------- #
 
 
-def _add_pipeline_options(parser) -> None:
+def _add_pipeline_options(parser, scale: int = 1) -> None:
     parser.add_argument("--pipeline", metavar="DIR",
                         help="a saved pipeline or a training run folder (default: the bundled "
                              "weights)")
     parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
     parser.add_argument("--seed", type=int, default=0, help="same seed, same images")
-    parser.add_argument("--scale", type=int, default=1,
-                        help="enlarge each pixel into SCALE×SCALE in the PNG (default 1)")
+    parser.add_argument("--scale", type=int, default=scale,
+                        help=f"enlarge each pixel into SCALE×SCALE in the PNG (default {scale})")
 
 
-def _add_sampling_options(parser) -> None:
-    parser.add_argument("--steps", type=int, default=STEPS[0],
-                        help=f"decoding steps of the base stage (default {STEPS[0]})")
-    parser.add_argument("--sr-steps", type=int, default=STEPS[1],
-                        help=f"decoding steps of the super-resolution stage (default "
-                             f"{STEPS[1]})")
-    parser.add_argument("--guidance", type=float, default=GUIDANCE[0],
-                        help=f"classifier-free guidance scale of the base stage, 0 = none "
-                             f"(default {GUIDANCE[0]:g})")
-    parser.add_argument("--sr-guidance", type=float, default=GUIDANCE[1],
-                        help=f"guidance scale of the super-resolution stage (default "
-                             f"{GUIDANCE[1]:g}: it only adds detail to the base stage's picture, "
-                             f"and unguided is as accurate and faster)")
-    parser.add_argument("--guidance-schedule", choices=GUIDANCE_SCHEDULES,
-                        default=GUIDANCE_SCHEDULE[0],
-                        help=f"keep the base stage's guidance scale constant, or raise it "
-                             f"linearly to the full scale at the last step (default "
-                             f"{GUIDANCE_SCHEDULE[0]})")
-    parser.add_argument("--sr-guidance-schedule", choices=GUIDANCE_SCHEDULES,
-                        default=GUIDANCE_SCHEDULE[1],
-                        help=f"the same for the super-resolution stage (default "
-                             f"{GUIDANCE_SCHEDULE[1]})")
-    parser.add_argument("--temperature", type=float, default=TEMPERATURES[0],
-                        help=f"sampling temperature of the base stage (default "
-                             f"{TEMPERATURES[0]:g})")
-    parser.add_argument("--sr-temperature", type=float, default=TEMPERATURES[1],
-                        help=f"sampling temperature of the super-resolution stage (default "
-                             f"{TEMPERATURES[1]:g}: the most likely token, which keeps shapes "
-                             f"clean)")
-    parser.add_argument("--choice-temperature", type=float, default=CHOICE_TEMPERATURES[0],
-                        help=f"noise on the confidences that choose which tokens each base "
-                             f"step keeps (default {CHOICE_TEMPERATURES[0]:g}: the most "
-                             f"confident; MaskGIT used 4.5)")
-    parser.add_argument("--sr-choice-temperature", type=float, default=CHOICE_TEMPERATURES[1],
-                        help=f"the same for the super-resolution stage (default "
-                             f"{CHOICE_TEMPERATURES[1]:g})")
+def _add_stage_options(parser, prefix: str, default: sampling.Sampling, stage: str,
+                       flags=("steps", "guidance", "guidance_schedule", "temperature",
+                              "choice_temperature")) -> None:
+    """The sampling flags of one stage; each defaults to ``default``'s value (shown)."""
+    helps = {"steps": "decoding steps", "guidance": "classifier-free guidance scale, 0 = none",
+             "guidance_schedule": "keep the guidance scale constant, or raise it linearly to "
+                                  "the full scale at the last step",
+             "temperature": "sampling temperature, 0 = the likeliest token",
+             "choice_temperature": "noise on the confidences that choose which tokens each "
+                                   "step keeps (MaskGIT used 4.5)",
+             "top_k": "sample among the K likeliest codes",
+             "iterations": "how many times a random subset of tokens is resampled",
+             "fraction": "share of tokens resampled per iteration (Muse: 0.08)"}
+    types = {"steps": int, "top_k": int, "iterations": int, "guidance_schedule": str}
+    for flag in flags:
+        value = getattr(default, SAMPLING_FLAGS[flag])
+        options = {"choices": sampling.GUIDANCE_SCHEDULES} if flag == "guidance_schedule" else {}
+        parser.add_argument("--" + (prefix + flag).replace("_", "-"),
+                            type=types.get(flag, float), default=None, **options,
+                            help=f"{helps[flag]} of the {stage} (default {value})")
+
+
+def _add_generation_options(parser) -> None:
+    _add_stage_options(parser, "", sampling.BASE, "base stage")
+    _add_stage_options(parser, "sr_", sampling.SUPERRES, "super-resolution stage")
 
 
 def _add_edit_input(parser) -> None:
@@ -401,25 +412,14 @@ def _add_edit_input(parser) -> None:
                         help="centre-crop and resize the picture to the pipeline's size")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .cascade import PRESETS, STAGES
-    from .train import PROMPT_KINDS
-
-    parser = argparse.ArgumentParser(
-        prog="tinymuse",
-        description="Masked generative text-to-image models (Muse), from scratch.")
-    parser.add_argument("--version", action="version", version=f"tinymuse {__version__}")
-    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
-    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-
+def _add_image_commands(commands) -> None:
     demo = commands.add_parser("demo", help="draw a grid of example prompts into one PNG")
-    _add_pipeline_options(demo)
     demo.add_argument("--out", default="tinymuse-demo.png")
-    demo.add_argument("--steps", type=int, default=STEPS[0])
-    demo.add_argument("--sr-steps", type=int, default=STEPS[1])
-    demo.add_argument("--guidance", type=float, default=GUIDANCE[0])
-    demo.add_argument("--sr-guidance", type=float, default=GUIDANCE[1])
-    demo.set_defaults(run=cmd_demo, scale=2)
+    _add_pipeline_options(demo, scale=2)
+    _add_stage_options(demo, "", sampling.BASE, "base stage", ("steps", "guidance"))
+    _add_stage_options(demo, "sr_", sampling.SUPERRES, "super-resolution stage",
+                       ("steps", "guidance"))
+    demo.set_defaults(run=cmd_demo)
 
     generate = commands.add_parser("generate", help="prompt(s) → a PNG (a grid for several)")
     generate.add_argument("prompts", nargs="+", metavar="PROMPT")
@@ -427,7 +427,7 @@ def build_parser() -> argparse.ArgumentParser:
     generate.add_argument("--negative", help="a negative prompt: what the image should not be")
     generate.add_argument("--out", default="tinymuse.png")
     _add_pipeline_options(generate)
-    _add_sampling_options(generate)
+    _add_generation_options(generate)
     generate.set_defaults(run=cmd_generate)
 
     inpaint = commands.add_parser("inpaint", help="redraw a masked region under a prompt")
@@ -438,7 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     inpaint.add_argument("--negative")
     inpaint.add_argument("--out", default="tinymuse-inpaint.png")
     _add_pipeline_options(inpaint)
-    _add_sampling_options(inpaint)
+    _add_generation_options(inpaint)
     inpaint.set_defaults(run=cmd_inpaint)
 
     outpaint = commands.add_parser("outpaint", help="move or widen the canvas and draw the "
@@ -450,23 +450,22 @@ def build_parser() -> argparse.ArgumentParser:
     outpaint.add_argument("--negative")
     outpaint.add_argument("--out", default="tinymuse-outpaint.png")
     _add_pipeline_options(outpaint)
-    _add_sampling_options(outpaint)
+    _add_generation_options(outpaint)
     outpaint.set_defaults(run=cmd_outpaint)
 
     edit = commands.add_parser("edit", help="mask-free editing towards a new prompt")
     _add_edit_input(edit)
-    edit.add_argument("--iterations", type=int, default=30)
-    edit.add_argument("--fraction", type=float, default=0.08,
-                      help="share of tokens resampled per iteration (Muse: 0.08)")
-    edit.add_argument("--guidance", type=float, default=4.0, help="Muse: 4")
-    edit.add_argument("--sr-guidance", type=float,
-                      help="the super-resolution stage's (default: --guidance)")
-    edit.add_argument("--temperature", type=float, default=1.0)
-    edit.add_argument("--top-k", type=int, default=3)
-    edit.add_argument("--sr-steps", type=int, default=STEPS[1])
+    _add_stage_options(edit, "", sampling.EDIT, "edit",
+                       ("iterations", "fraction", "guidance", "temperature", "top_k"))
+    _add_stage_options(edit, "sr_", sampling.EDIT_SUPERRES, "super-resolution stage "
+                       "(--guidance if given)", ("steps", "guidance"))
     edit.add_argument("--out", default="tinymuse-edit.png")
     _add_pipeline_options(edit)
     edit.set_defaults(run=cmd_edit)
+
+
+def _add_eval_command(commands) -> None:
+    from .evaluate import PROMPT_KINDS
 
     evaluate = commands.add_parser("eval", help="oracle accuracy per attribute on prompts "
                                                 "training never read")
@@ -483,8 +482,13 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--batch-size", type=int, default=50)
     evaluate.add_argument("--out", help="write the scores to this JSON file")
     _add_pipeline_options(evaluate)
-    _add_sampling_options(evaluate)
+    _add_generation_options(evaluate)
     evaluate.set_defaults(run=cmd_eval)
+
+
+def _add_train_command(commands) -> None:
+    from .cascade import PRESETS, STAGES
+    from .cascade.presets import describe_fields
 
     train = commands.add_parser("train", help="train one stage of the cascade, or all of them")
     train.add_argument("--stage", default="all", choices=("all",) + STAGES)
@@ -493,6 +497,10 @@ def build_parser() -> argparse.ArgumentParser:
                        help="'shapes' (the built-in shapes world) or a folder of image-caption "
                             "pairs")
     train.add_argument("--preset", default="default", choices=tuple(PRESETS))
+    train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                       help="change a field of the preset for this run (repeatable), e.g. "
+                            "base_steps=600 or base.d_model=64; fields: "
+                            + ", ".join(describe_fields()))
     train.add_argument("--resume", action="store_true",
                        help="continue a run: skip finished stages, resume unfinished ones")
     train.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
@@ -516,35 +524,23 @@ def build_parser() -> argparse.ArgumentParser:
     more.add_argument("--ema", type=float, help="EMA decay of the weights, e.g. 0.999 "
                                                 "(default: the preset's)")
     train.set_defaults(run=cmd_train)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="tinymuse",
+        description="Masked generative text-to-image models (Muse), from scratch.")
+    parser.add_argument("--version", action="version", version=f"tinymuse {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for errors")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    _add_image_commands(commands)
+    _add_eval_command(commands)
+    _add_train_command(commands)
     return parser
 
 
 def _one_line(error: BaseException) -> str:
-    message = " ".join(str(error).split()) or type(error).__name__
-    if isinstance(error, KeyboardInterrupt):
-        return "interrupted"
-    return message
-
-
-_SCALES = {"guidance": "no guidance", "temperature": "always the most likely token",
-           "choice_temperature": "keep the most confident tokens"}
-
-
-def _check_scales(args) -> None:
-    """Guidance scales, temperatures and decoding steps are checked here too, so that the
-    message names the flag (``train`` has a ``--steps`` of its own, checked by the trainer)."""
-    for name, zero in _SCALES.items():
-        for flag in (name, f"sr_{name}"):
-            value = getattr(args, flag, None)
-            if value is not None and not value >= 0:
-                raise CommandError(f"--{flag.replace('_', '-')} must be a number >= 0 (0: "
-                                   f"{zero}), got {value}")
-    if args.command != "train":
-        for flag in ("steps", "sr_steps"):
-            value = getattr(args, flag, None)
-            if value is not None and value < 1:
-                raise CommandError(f"--{flag.replace('_', '-')} is a number of decoding steps "
-                                   f"and must be at least 1, got {value}")
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -558,7 +554,6 @@ def main(argv: list[str] | None = None) -> int:
     expected = (ValueError, OSError, CheckpointError, CommandError)  # OSError: missing and
     # unreadable files
     try:
-        _check_scales(args)
         return args.run(args)
     except expected as error:
         if args.debug:
@@ -566,7 +561,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tinymuse: error: {_one_line(error)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("tinymuse: interrupted (a training run continues with --resume)", file=sys.stderr)
+        hint = " (the run continues from its last checkpoint with --resume)" \
+            if args.command == "train" else ""
+        print(f"tinymuse: interrupted{hint}", file=sys.stderr)
         return 130
 
 

@@ -21,16 +21,17 @@ that split for a model.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
 import numpy as np
 
-from . import backend
+from . import backend, nn
 from .tensor import Tensor
 
 __all__ = ["Optimizer", "SGD", "AdamW", "weight_decay_groups", "warmup_cosine_lr",
-           "WarmupCosine", "clip_grad_norm"]
+           "WarmupCosine", "clip_grad_norm", "EMA"]
 
 
 class Optimizer:
@@ -240,15 +241,13 @@ def weight_decay_groups(model, weight_decay: float) -> list[dict]:
     parameters (``requires_grad=False``) are left out. A parameter shared by
     two modules goes by the first module that owns it.
     """
-    from .nn import Conv2d, Linear  # nn is a layer above optim's users, not of backend/tensor
-
     decay, no_decay, seen = [], [], set()
     for module in model.modules():
         for name, param in module.named_parameters(recurse=False):
             if id(param) in seen or not param.requires_grad:
                 continue
             seen.add(id(param))
-            decays = isinstance(module, (Linear, Conv2d)) and name == "weight"
+            decays = isinstance(module, (nn.Linear, nn.Conv2d)) and name == "weight"
             (decay if decays else no_decay).append(param)
     return [{"params": decay, "weight_decay": weight_decay},
             {"params": no_decay, "weight_decay": 0.0}]
@@ -357,3 +356,50 @@ def clip_grad_norm(parameters, max_norm: float, error_if_nonfinite: bool = True)
         for g in grads:
             g *= scale
     return total
+
+
+class EMA(nn.Module):
+    """An exponential moving average of a model's trainable weights (Polyak averaging):
+
+        θ_ema ← d · θ_ema + (1 − d) · θ     after every optimizer step.
+
+    The average is smoother than the latest weights and often samples better. It is kept
+    as buffers (one per trainable parameter) so it is saved with the training state;
+    :meth:`swapped_into` lends it to the model for sampling.
+    """
+
+    def __init__(self, model: nn.Module, decay: float):
+        super().__init__()
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"EMA decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.names = [name for name, p in model.named_parameters() if p.requires_grad]
+        for name, param in model.named_parameters():
+            if param.requires_grad:
+                self.register_buffer(self._key(name), Tensor(param.data.copy()))
+
+    @staticmethod
+    def _key(name: str) -> str:
+        return name.replace(".", "__")  # a buffer name cannot hold a dot
+
+    def _pairs(self, model):
+        params = dict(model.named_parameters())
+        return [(getattr(self, self._key(name)), params[name]) for name in self.names]
+
+    def update(self, model: nn.Module) -> None:
+        """One averaging step, after an optimizer step: θ_ema += (1 − d)(θ − θ_ema)."""
+        for average, param in self._pairs(model):
+            average.data += (1.0 - self.decay) * (param.data - average.data)
+
+    @contextlib.contextmanager
+    def swapped_into(self, model: nn.Module):
+        """``with ema.swapped_into(model): ...`` runs with the averaged weights in ``model``
+        and puts the trained weights back afterwards (only array references move)."""
+        saved = [(param, param.data) for _, param in self._pairs(model)]
+        for average, param in self._pairs(model):
+            param.data = average.data
+        try:
+            yield model
+        finally:
+            for param, data in saved:
+                param.data = data

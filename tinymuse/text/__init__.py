@@ -1,9 +1,11 @@
-"""Text: the SentencePiece tokenizer, the text encoder and its masked-language-model
-pretraining (Muse conditions on a frozen pretrained language model; so does tinymuse)."""
+"""Text: the SentencePiece tokenizer, the text encoder and its masked-language-model objective
+(Muse conditions on a frozen pretrained language model; so does tinymuse). The encoder is
+trained by :func:`tinymuse.training.text.pretrain_text_encoder`."""
 
 from .encoder import TextEncoder, TextEncoderConfig, TextEncoding
-from .pretrain import PretrainConfig, pretrain_text_encoder
-from .tokenizer import EOS_ID, PAD_ID, Tokenizer
+from .mlm import MaskedLanguageModel, mask_caption_tokens, mlm_loss
+from .tokenizer import EOS_ID, PAD_ID, OutOfVocabularyError, Tokenizer
 
-__all__ = ["EOS_ID", "PAD_ID", "Tokenizer", "TextEncoder", "TextEncoderConfig", "TextEncoding",
-           "PretrainConfig", "pretrain_text_encoder"]
+__all__ = ["EOS_ID", "PAD_ID", "Tokenizer", "OutOfVocabularyError", "TextEncoder",
+           "TextEncoderConfig", "TextEncoding", "MaskedLanguageModel", "mask_caption_tokens",
+           "mlm_loss"]

@@ -1,9 +1,9 @@
-"""Configurations of the VQ image tokenizer: plain dataclasses, saved as JSON.
+"""The configuration of the VQ image tokenizer: a plain dataclass, saved as JSON.
 
 :class:`VQConfig` says what the model *is* (it is stored next to the weights, so
-a checkpoint can rebuild its own model); :class:`VQTrainConfig` says how one
-training run goes. :func:`stage_config` gives the two defaults of the Muse
-cascade:
+a checkpoint can rebuild its own model; how it trains is a
+:class:`tinymuse.training.TrainConfig`). :func:`stage_config` gives the two defaults of
+the Muse cascade:
 
 =============  ===========  ==========  =====================================
 stage          image        tokens      used by
@@ -18,9 +18,8 @@ GPU raise ``channels``, ``num_res_blocks`` and ``codebook_size``.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-RECON_LOSSES = ("l1", "mse")
 CODEBOOK_UPDATES = ("ema", "loss")
 
 
@@ -100,39 +99,6 @@ class VQConfig:
         return cls(**d)
 
 
-@dataclass
-class VQTrainConfig:
-    """One training run of a tokenizer stage."""
-
-    steps: int = 2000
-    batch_size: int = 32
-    lr: float = 2e-3
-    min_lr: float = 1e-4               # the cosine schedule ends here
-    warmup_steps: int = 100
-    weight_decay: float = 0.0
-    betas: tuple[float, float] = (0.9, 0.99)
-    grad_clip: float = 1.0
-    recon_loss: str = "mse"            # "l1" or "mse"
-    seed: int = 0
-    log_every: int = 10                # progress-bar refresh
-    sample_every: int = 500            # reconstruction grid PNG
-    checkpoint_every: int = 500
-
-    def __post_init__(self):
-        self.betas = tuple(self.betas)
-        if self.recon_loss not in RECON_LOSSES:
-            raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {self.recon_loss!r}")
-
-    def to_dict(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["betas"] = list(self.betas)
-        return d
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "VQTrainConfig":
-        return cls(**d)
-
-
 def base_config() -> VQConfig:
     """32 × 32 images → 8 × 8 tokens."""
     return VQConfig(image_size=32)
@@ -146,13 +112,8 @@ def superres_config() -> VQConfig:
 STAGES = {"base": base_config, "superres": superres_config}
 
 
-def stage_config(stage: str) -> tuple[VQConfig, VQTrainConfig]:
-    """The default (model, training) configs of a stage: "base" or "superres".
-
-    Both stages see 2048 token positions per batch: 32 images of 8 × 8 tokens,
-    or 8 images of 16 × 16.
-    """
+def stage_config(stage: str) -> VQConfig:
+    """The default tokenizer of a stage: "base" or "superres"."""
     if stage not in STAGES:
         raise ValueError(f"unknown stage {stage!r}; choose one of {sorted(STAGES)}")
-    config = STAGES[stage]()
-    return config, VQTrainConfig(batch_size=2048 // config.token_size ** 2)
+    return STAGES[stage]()

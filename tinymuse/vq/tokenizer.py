@@ -3,10 +3,14 @@
     image (B, 3, H, W) ─Encoder─► z (B, D, h, w) ─VectorQuantizer─► ids (B, h, w)
     ids ─codebook─► q (B, D, h, w) ─Decoder─► image (B, 3, H, W)
 
-with h = H / f for the downsampling factor f. Training calls the model on a
-batch (``forward``) and gets the reconstruction plus the quantizer's losses;
-everything downstream only needs :meth:`VQTokenizer.encode` and
-:meth:`VQTokenizer.decode`.
+with h = H / f for the downsampling factor f. Training minimises
+(:meth:`VQTokenizer.training_loss`)
+
+    L = recon(x̂, x) + ‖sg[z] − q‖² + β ‖z − sg[q]‖²
+
+(the codebook term only with ``codebook_update="loss"``; with EMA the codes move by moving
+averages inside the forward pass); everything downstream only needs
+:meth:`VQTokenizer.encode` and :meth:`VQTokenizer.decode`.
 """
 from __future__ import annotations
 
@@ -14,11 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import backend, checkpoint
+from .. import functional as F
 from ..nn import Module
 from ..tensor import Tensor, no_grad
 from .config import VQConfig
 from .model import Decoder, Encoder
 from .quantizer import Quantized, VectorQuantizer
+
+
+RECON_LOSSES = ("l1", "mse")
+
+
+def reconstruction_loss(recon: Tensor, images: Tensor, kind: str = "mse") -> Tensor:
+    """The mean absolute ("l1") or squared ("mse") error of a reconstruction, per pixel."""
+    if kind not in RECON_LOSSES:
+        raise ValueError(f"recon_loss must be one of {RECON_LOSSES}, got {kind!r}")
+    return F.l1_loss(recon, images) if kind == "l1" else F.mse_loss(recon, images)
 
 
 @dataclass
@@ -54,6 +69,17 @@ class VQTokenizer(Module):
         also updates the codebook (EMA, dead-code restarts)."""
         quantized = self.quantizer(self.encoder(self._check_images(images)))
         return VQOutput(self.decoder(quantized.z_q), quantized)
+
+    def training_loss(self, images, recon_loss: str = "mse"):
+        """``(loss, metrics)`` of one training batch: the reconstruction error plus the
+        quantizer's loss (module docstring), and the reconstruction and commitment losses,
+        the codebook usage and perplexity as floats."""
+        images = self._check_images(images)
+        out = self(images)
+        recon = reconstruction_loss(out.recon, images, recon_loss)
+        q = out.quantized
+        return recon + q.loss, {"recon": recon.item(), "commit": q.commitment,
+                                "usage": q.usage, "perplexity": q.perplexity}
 
     # ---------------------------------------------------------- inference
     @no_grad()
@@ -108,10 +134,10 @@ class VQTokenizer(Module):
         return ids
 
     # -------------------------------------------------------- save / load
-    def save(self, path) -> Path:
+    def save(self, path, metadata: dict | None = None) -> Path:
         """Weights (safetensors) and config (JSON in the same file), atomically."""
         return checkpoint.save(path, self.state_dict(), config=self.config.to_dict(),
-                               metadata={"kind": "vq_tokenizer"})
+                               metadata={"kind": "vq_tokenizer", **(metadata or {})})
 
     @classmethod
     def load(cls, path, device: str | None = None) -> "VQTokenizer":
@@ -119,14 +145,11 @@ class VQTokenizer(Module):
         saved = checkpoint.load(path)
         if saved.config is None or saved.metadata.get("kind") != "vq_tokenizer":
             raise checkpoint.CheckpointError(
-                f"{path} is not a saved VQTokenizer (save one with VQTokenizer.save; a training "
-                f"state lives in checkpoint.safetensors, the final tokenizer in "
+                f"{path} is not a saved VQTokenizer (save one with VQTokenizer.save; a "
+                f"training run keeps its state in checkpoint.safetensors and the tokenizer in "
                 f"tokenizer.safetensors)")
-        # Building the layers draws initial weights that are overwritten at once; keep the
-        # library's default generator where it was, so loading has no side effect on it.
-        rng_state = backend.default_generator.state_dict()
-        model = cls(VQConfig.from_dict(saved.config))
-        backend.default_generator.load_state_dict(rng_state)
+        with backend.default_generator_kept():
+            model = cls(VQConfig.from_dict(saved.config))
         model.load_state_dict(saved.tensors)
         if device is not None:
             model.to(device)

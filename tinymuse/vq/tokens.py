@@ -150,31 +150,3 @@ def load_image_tokens(path) -> ImageTokens:
                                          f"tinymuse.vq.pre_encode)")
     return ImageTokens(saved.tensors["tokens"], saved.tensors["indices"],
                        saved.metadata["captions"], saved.config)
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m tinymuse.vq.tokens TOKENIZER OUT --count N``: pre-encode shapes-world images."""
-    import argparse
-
-    from ..data import ShapesDataset
-
-    parser = argparse.ArgumentParser(prog="python -m tinymuse.vq.tokens",
-                                     description="Pre-encode shapes-world images to a token cache.")
-    parser.add_argument("tokenizer", help="a tokenizer.safetensors written by training")
-    parser.add_argument("out", help="the cache file to write (.safetensors)")
-    parser.add_argument("--count", type=int, default=10000, help="examples 0…count−1")
-    parser.add_argument("--seed", type=int, default=0, help="shapes-world seed")
-    parser.add_argument("--split", default="train", help="train, heldout or all")
-    parser.add_argument("--batch-size", type=int, default=100)
-    parser.add_argument("--device", default=None, help="cpu or cuda")
-    args = parser.parse_args(argv)
-    tokenizer = VQTokenizer.load(args.tokenizer, device=args.device)
-    dataset = ShapesDataset(tokenizer.config.image_size, seed=args.seed, split=args.split,
-                            length=args.count)
-    print(f"wrote {pre_encode(tokenizer, dataset, args.out, batch_size=args.batch_size)}")
-    return 0
-
-
-if __name__ == "__main__":
-    import sys
-    sys.exit(main())

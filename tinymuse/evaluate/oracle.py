@@ -25,10 +25,10 @@ circle and the blue square wherever they are; that is how a swapped relation get
 from dataclasses import dataclass
 from itertools import combinations, permutations
 
-from .data.grammar import parse_caption
-from .data.images import to_uint8_images
-from .data.perception import Observation, look
-from .data.spec import SceneSpec
+from ..data.grammar import parse_caption
+from ..data.images import to_uint8_images
+from ..data.perception import Observation, look
+from ..data.spec import SceneSpec
 
 ATTRIBUTES = ("background", "count", "colour", "shape", "size", "relation", "glyph")
 _MAX_MATCHED = 8  # objects considered when pairing (a count mismatch fails anyway)

@@ -10,12 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinymuse import backend
+from tinymuse.functional import (cross_entropy, gelu, layer_norm, log_softmax,
+                                 scaled_dot_product_attention, softmax)
 from tinymuse.ops import reference as ref
-from tinymuse.ops.attention import scaled_dot_product_attention
-from tinymuse.ops.elementwise import gelu
-from tinymuse.ops.losses import cross_entropy
-from tinymuse.ops.nn import log_softmax, softmax
-from tinymuse.ops.norm import layer_norm
 from tinymuse.tensor import Tensor
 
 FAST = settings(max_examples=30, deadline=None)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from tinymuse import backend
 from tinymuse.gradcheck import check_gradients
-from tinymuse.ops.losses import cross_entropy, l1_loss, mse_loss
+from tinymuse.functional import cross_entropy, l1_loss, mse_loss
 from tinymuse.tensor import Tensor
 
 FAST = settings(max_examples=30, deadline=None)

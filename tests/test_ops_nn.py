@@ -12,18 +12,9 @@ from hypothesis import strategies as st
 
 from tinymuse import backend
 from tinymuse.gradcheck import check_directional, check_gradients
-from tinymuse.ops.attention import scaled_dot_product_attention
-from tinymuse.ops.nn import (
-    avg_pool2d,
-    conv2d,
-    conv_transpose2d,
-    dropout,
-    embedding,
-    log_softmax,
-    softmax,
-    upsample_nearest2d,
-)
-from tinymuse.ops.norm import group_norm, layer_norm
+from tinymuse.functional import (avg_pool2d, conv2d, conv_transpose2d, dropout, embedding,
+                                 group_norm, layer_norm, log_softmax,
+                                 scaled_dot_product_attention, softmax, upsample_nearest2d)
 from tinymuse.tensor import Tensor
 
 FAST = settings(max_examples=25, deadline=None)

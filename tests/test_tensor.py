@@ -1,6 +1,7 @@
 """The autograd engine as a user meets it: accumulation, zero_grad, no_grad,
 detach, deep graphs, freeing the graph, dtypes, devices and clear errors,
-plus the operators and methods that ``tinymuse.ops`` installs on Tensor."""
+plus the operators and methods that the table of ``tinymuse.tensor`` attaches
+to Tensor."""
 import gc
 import weakref
 
@@ -10,6 +11,7 @@ import pytest
 import tinymuse.functional as F
 from tinymuse import Tensor, backend, enable_grad, no_grad
 from tinymuse.gradcheck import check_gradients
+from tinymuse.tensor import METHODS, OPERATORS
 
 
 def leaf(values, dtype=np.float64, device="cpu"):
@@ -185,12 +187,32 @@ def test_operators_match_their_functions():
     np.testing.assert_array_equal(((t > 1) & (t < 4)).numpy(), (a > 1) & (a < 4))
 
 
-def test_softmax_methods_appear_once_their_functions_exist():
+def test_every_row_of_the_operator_table_is_on_tensor():
+    for name, function in {**OPERATORS, **METHODS}.items():
+        assert getattr(Tensor, name) is function, name
+    t = Tensor(np.array([[1.0, 2.0, 3.0]]))
     for name in ("softmax", "log_softmax"):
-        if hasattr(F, name):
-            t = Tensor(np.array([[1.0, 2.0, 3.0]]))
-            np.testing.assert_array_equal(getattr(t, name)(axis=-1).numpy(),
-                                          getattr(F, name)(t, axis=-1).numpy())
+        np.testing.assert_array_equal(getattr(t, name)(axis=-1).numpy(),
+                                      getattr(F, name)(t, axis=-1).numpy())
+    assert {t: 1}[t] == 1  # defining == did not make tensors unhashable
+
+
+def test_reflected_and_logical_operators():
+    a = np.array([1.0, 2.0, 4.0])
+    t = Tensor(a)
+    np.testing.assert_array_equal((2 - t).numpy(), 2 - a)
+    np.testing.assert_array_equal((1 / t).numpy(), 1 / a)
+    np.testing.assert_array_equal((2 ** t).numpy(), 2 ** a)
+    mask = t > 1.5
+    np.testing.assert_array_equal((True & mask).numpy(), a > 1.5)
+    np.testing.assert_array_equal((mask | (t < 1.5)).numpy(), [True, True, True])
+    np.testing.assert_array_equal((mask ^ True).numpy(), a <= 1.5)
+    np.testing.assert_array_equal(F.bitwise_not(mask).numpy(), ~(a > 1.5))
+    assert (t == None) is False and (t != "text") is True  # noqa: E711 (unrelated types)
+    with pytest.raises(TypeError):
+        t + "text"
+    with pytest.raises(TypeError, match="bool or integer"):
+        t & mask
 
 
 # ------------------------------------------------------------------ errors

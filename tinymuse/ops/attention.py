@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 
 __all__ = ["scaled_dot_product_attention"]
 

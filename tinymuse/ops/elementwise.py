@@ -8,7 +8,7 @@ each Jacobian is diagonal and every backward is an element-wise product,
 
 where ``f'`` is written out by hand below. Binary operations broadcast like
 NumPy; their backward returns a gradient of the broadcast shape and the engine
-sums it down to each input's shape (:func:`tinymuse.tensor.unbroadcast`).
+sums it down to each input's shape (:func:`tinymuse.autograd.unbroadcast`).
 
 Operands may be Tensors or constants. Python numbers (and NumPy scalars) stay
 "weak": ``x * 2.0`` keeps ``x``'s dtype. Lists and arrays become constant
@@ -16,9 +16,10 @@ tensors on the other operand's device. Two floating tensors of different
 dtypes are an error rather than a silent cast; an integer or bool tensor meets
 a floating one by being converted to the floating dtype.
 
-A rule every backward here follows: the incoming ``grad`` may be shared with
-other parts of the graph, so it is never written in place; temporaries made
-inside a backward are, to save memory traffic.
+Each backward is the formula of its docstring, written as it reads. The one
+rule it must keep: never write into the incoming ``grad``, which the engine
+may have handed to other functions as well (``add`` passes the same array to
+both of its inputs).
 """
 from __future__ import annotations
 
@@ -27,11 +28,12 @@ import math
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 
 __all__ = ["add", "sub", "mul", "div", "neg", "pow", "exp", "log", "sqrt", "abs", "tanh",
            "sigmoid", "relu", "silu", "gelu", "maximum", "minimum", "where", "masked_fill",
-           "clip", "eq", "ne", "lt", "le", "gt", "ge"]
+           "clip", "eq", "ne", "lt", "le", "gt", "ge", "bitwise_not", "bitwise_and", "bitwise_or",
+           "bitwise_xor"]
 
 _PYTHON_SCALARS = (bool, int, float)
 
@@ -175,10 +177,7 @@ class Div(Function):
     def backward(self, grad):
         need_a, need_b = self.needs_input_grad
         grad_a = grad / self.b
-        grad_b = None
-        if need_b:
-            grad_b = grad_a * self.out
-            grad_b *= -1
+        grad_b = -grad_a * self.out if need_b else None
         return (grad_a if need_a else None), grad_b
 
 
@@ -209,37 +208,30 @@ class Pow(Function):
 
     def backward(self, grad):
         need_a, need_b = self.needs_input_grad
+        return (self._grad_a(grad) if need_a else None), (self._grad_b(grad) if need_b else None)
+
+    def _grad_a(self, grad):
+        """dL/dy · b · a^(b−1), and 0 where b = 0."""
         a, b = self.a, self.b
-        grad_a = grad_b = None
-        if need_a:
-            if isinstance(b, _PYTHON_SCALARS):
-                if b == 2:
-                    grad_a = grad * a
-                    grad_a *= 2
-                elif b == 0:  # a ** 0 = 1 everywhere, even at a = 0
-                    grad_a = backend.get_array_module(grad).zeros_like(grad)
-                else:
-                    grad_a = a ** (b - 1)
-                    grad_a *= b
-                    grad_a *= grad
-            else:
-                xp = backend.get_array_module(a)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    grad_a = b * a ** (b - 1)  # has the output's shape, like grad
-                grad_a = xp.where(b == 0, 0, grad_a)
-                grad_a *= grad
-        if need_b:
-            if isinstance(a, _PYTHON_SCALARS):
-                log_a = math.log(a) if a > 0 else (0.0 if a == 0 else math.nan)
-                grad_b = grad * self.out
-                grad_b *= log_a
-            else:
-                xp = backend.get_array_module(a)
-                with np.errstate(divide="ignore", invalid="ignore"):
-                    grad_b = xp.log(a) * self.out
-                grad_b = xp.where((a == 0) & (b >= 0), 0, grad_b)
-                grad_b *= grad
-        return grad_a, grad_b
+        if isinstance(b, _PYTHON_SCALARS):
+            if b == 0:  # a ** 0 = 1 everywhere, even at a = 0
+                return backend.get_array_module(grad).zeros_like(grad)
+            return grad * b * a ** (b - 1)
+        xp = backend.get_array_module(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # a^(b−1) at a = 0, b < 1
+            slope = b * a ** (b - 1)
+        return grad * xp.where(b == 0, 0, slope)
+
+    def _grad_b(self, grad):
+        """dL/dy · y · ln a, and 0 where a = 0 and b ≥ 0."""
+        a, b = self.a, self.b
+        if isinstance(a, _PYTHON_SCALARS):
+            log_a = math.log(a) if a > 0 else (0.0 if a == 0 else math.nan)
+            return grad * self.out * log_a
+        xp = backend.get_array_module(a)
+        with np.errstate(divide="ignore", invalid="ignore"):  # ln a for a ≤ 0
+            slope = xp.log(a) * self.out
+        return grad * xp.where((a == 0) & (b >= 0), 0, slope)
 
 
 # ------------------------------------------------------ exponentials, powers
@@ -273,9 +265,7 @@ class Sqrt(Function):
         return self.out
 
     def backward(self, grad):
-        g = grad / self.out
-        g *= 0.5
-        return g
+        return grad / (2 * self.out)
 
 
 class Abs(Function):
@@ -298,32 +288,22 @@ class Tanh(Function):
         return self.out
 
     def backward(self, grad):
-        g = _array(self.out * self.out)
-        backend.get_array_module(g).subtract(1, g, out=g)
-        g *= grad
-        return g
-
-
-def _sigmoid_of_minus(xp, v):
-    """σ(−v) = 1 / (1 + eᵛ), computed in place in the temporary ``v``.
-
-    This plain formula is already numerically stable. eᵛ overflows to inf
-    only where σ(−v) is below the smallest normal float (v > 88 in float32,
-    v > 709 in float64), and there 1 / (1 + inf) = 0 is the correctly rounded
-    answer, so that overflow is harmless and its warning is silenced.
-    Elsewhere exp, +1 and the reciprocal each keep relative precision: σ(−30)
-    comes out as 9.4e−14, where 0.5 · (1 + tanh(x/2)) would give 0.
-    """
-    with np.errstate(over="ignore"):
-        xp.exp(v, out=v)
-    v += 1
-    xp.reciprocal(v, out=v)
-    return v
+        return grad * (1 - self.out * self.out)
 
 
 def _sigmoid(xp, x):
-    """σ(x), stable for every x (see :func:`_sigmoid_of_minus`)."""
-    return _sigmoid_of_minus(xp, _array(-x))
+    """σ(x) = 1 / (1 + e⁻ˣ), numerically stable for every x as it stands.
+
+    e⁻ˣ overflows to inf only where σ(x) is below the smallest normal float
+    (x < −88 in float32, x < −709 in float64), and there 1 / (1 + inf) = 0 is
+    the correctly rounded answer, so that overflow is harmless and its warning
+    is silenced. Elsewhere exp, +1 and the division each keep relative
+    precision: σ(−30) comes out as 9.4e−14, where 0.5 · (1 + tanh(x/2)) would
+    give 0.
+    """
+    with np.errstate(over="ignore"):
+        e = xp.exp(-x)
+    return 1 / (1 + e)
 
 
 class Sigmoid(Function):
@@ -334,13 +314,10 @@ class Sigmoid(Function):
         return self.out
 
     def backward(self, grad):
-        g = 1 - self.out
-        g *= self.out
-        g *= grad
-        return g
+        return grad * self.out * (1 - self.out)
 
 
-class ReLU(Function):
+class ReLUFunction(Function):
     """y = max(x, 0); dy/dx = 1 where x > 0, else 0 (0 at x = 0)."""
 
     def forward(self, x):
@@ -351,7 +328,7 @@ class ReLU(Function):
         return grad * (self.out > 0)  # a multiply by a bool mask is faster than where()
 
 
-class SiLU(Function):
+class SiLUFunction(Function):
     """y = x · σ(x) (also called swish); dy/dx = σ(x) · (1 + x (1 − σ(x)))."""
 
     def forward(self, x):
@@ -360,19 +337,14 @@ class SiLU(Function):
         return x * s
 
     def backward(self, grad):
-        g = 1 - self.s
-        g *= self.x
-        g += 1
-        g *= self.s
-        g *= grad
-        return g
+        return grad * self.s * (1 + self.x * (1 - self.s))
 
 
 _GELU_C = math.sqrt(2 / math.pi)
 _GELU_K = 0.044715
 
 
-class GELU(Function):
+class GELUFunction(Function):
     """GELU with the tanh approximation of BERT and GPT-2, fused into one op:
 
         y = ½ x (1 + tanh u),    u = √(2/π) (x + 0.044715 x³)
@@ -388,11 +360,16 @@ class GELU(Function):
     """
 
     def forward(self, x):
+        # A hot operation: every step is done in place in one temporary v.
+        xp = backend.get_array_module(x)
         v = _array(x * x)
         v *= -2 * _GELU_C * _GELU_K
         v -= 2 * _GELU_C
         v *= x                                        # v = −2u
-        s = _sigmoid_of_minus(backend.get_array_module(x), v)  # s = σ(2u)
+        with np.errstate(over="ignore"):              # e^v = inf gives s = 0, as in _sigmoid
+            xp.exp(v, out=v)
+        v += 1
+        s = xp.reciprocal(v, out=v)                   # s = 1 / (1 + e^(−2u)) = σ(2u)
         self.x, self.s = x, s
         return x * s
 
@@ -424,11 +401,10 @@ class _Extremum(Function):
 
     def backward(self, grad):
         xp = backend.get_array_module(grad)
-        wins = getattr(xp, self.pick)(self.a, self.b)
-        ties_or_wins = getattr(xp, self.pick + "_equal")(self.a, self.b)
-        grad_a = xp.add(wins, ties_or_wins, dtype=grad.dtype)  # 2, 1 or 0
-        grad_a *= 0.5
-        grad_a *= grad  # both have the output's shape
+        wins = getattr(xp, self.pick)(self.a, self.b)                      # a > b, for maximum
+        wins_or_ties = getattr(xp, self.pick + "_equal")(self.a, self.b)   # a ≥ b
+        share_a = xp.add(wins, wins_or_ties, dtype=grad.dtype) / 2         # 1, ½ or 0
+        grad_a = grad * share_a
         grad_b = grad - grad_a if self.needs_input_grad[1] else None
         return (grad_a if self.needs_input_grad[0] else None), grad_b
 
@@ -477,11 +453,9 @@ class Clip(Function):
         return xp.clip(x, low, high)
 
     def backward(self, grad):
-        x, low, high = self.x, self.low, self.high
-        inside = (x >= low) if high is None else (x <= high)
-        if low is not None and high is not None:
-            inside &= x >= low
-        return grad * inside
+        above_low = True if self.low is None else self.x >= self.low
+        below_high = True if self.high is None else self.x <= self.high
+        return grad * (above_low & below_high)
 
 
 # -------------------------------------------------------------- public API
@@ -558,17 +532,18 @@ def sigmoid(x) -> Tensor:
 
 def relu(x) -> Tensor:
     """max(x, 0)."""
-    return ReLU.apply(_tensor(x))
+    return ReLUFunction.apply(_tensor(x))
 
 
 def silu(x) -> Tensor:
     """x · σ(x) (SiLU, also called swish)."""
-    return SiLU.apply(_float_tensor(x))
+    return SiLUFunction.apply(_float_tensor(x))
 
 
 def gelu(x) -> Tensor:
-    """GELU, tanh approximation: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³))). See :class:`GELU`."""
-    return GELU.apply(_float_tensor(x))
+    """GELU, tanh approximation: ½ x (1 + tanh(√(2/π) (x + 0.044715 x³))).
+    See :class:`GELUFunction`."""
+    return GELUFunction.apply(_float_tensor(x))
 
 
 def maximum(a, b) -> Tensor:
@@ -633,15 +608,26 @@ def clip(x, low=None, high=None) -> Tensor:
     return Clip.apply(_tensor(x), low=low, high=high)
 
 
-# ---------------------------------------------------------------- comparisons
-def _compare(name: str, ufunc: str, a, b) -> Tensor:
+# ------------------------------------------------------ comparisons, logic
+def _compare(name: str, ufunc: str, a, b, logical: bool = False) -> Tensor:
+    """``ufunc(a, b)`` on the data, as a tensor outside the graph (no gradient).
+    ``logical`` operations (and, or, xor) refuse floating-point operands."""
     a, b = _operands(name, a, b, same_float_dtype=False)
+    if logical:
+        _check_not_float(name, a, b)
     if isinstance(a, Tensor) and isinstance(b, Tensor) and a.device != b.device:
         raise RuntimeError(f"{name}: tensors on different devices ({a.device} and {b.device}); "
                            f"move one with .to('{a.device}')")
     a_data = a.data if isinstance(a, Tensor) else a
     b_data = b.data if isinstance(b, Tensor) else b
     return Tensor(getattr(_xp(a_data, b_data), ufunc)(a_data, b_data))
+
+
+def _check_not_float(name: str, *operands) -> None:
+    if any(isinstance(v, float) or isinstance(v, Tensor) and v.dtype.kind == "f"
+           for v in operands):
+        raise TypeError(f"{name} needs bool or integer tensors, not floating point ones; "
+                        f"compare first (e.g. x > 0) to get a mask")
 
 
 def eq(a, b) -> Tensor:
@@ -672,3 +658,26 @@ def gt(a, b) -> Tensor:
 def ge(a, b) -> Tensor:
     """a >= b element-wise, as a bool tensor (no gradient)."""
     return _compare("ge", "greater_equal", a, b)
+
+
+def bitwise_not(x) -> Tensor:
+    """~x: for a bool tensor the logical not (``~allowed`` flips a mask), for an
+    integer one the bitwise not, as in NumPy. No gradient."""
+    x = _tensor(x)
+    _check_not_float("bitwise_not", x)
+    return Tensor(x.xp.invert(x.data))
+
+
+def bitwise_and(a, b) -> Tensor:
+    """a & b for bool (logical and) or integer tensors, as in NumPy. No gradient."""
+    return _compare("bitwise_and", "bitwise_and", a, b, logical=True)
+
+
+def bitwise_or(a, b) -> Tensor:
+    """a | b for bool (logical or) or integer tensors, as in NumPy. No gradient."""
+    return _compare("bitwise_or", "bitwise_or", a, b, logical=True)
+
+
+def bitwise_xor(a, b) -> Tensor:
+    """a ^ b for bool (logical xor) or integer tensors, as in NumPy. No gradient."""
+    return _compare("bitwise_xor", "bitwise_xor", a, b, logical=True)

@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 from .shape import reshape
 
 __all__ = ["matmul", "linear"]
@@ -88,7 +88,7 @@ class MatMul(Function):
         return grad_a, grad_b
 
 
-class Linear(Function):
+class LinearFunction(Function):
     """y = x Wᵀ + b for x (..., in), W (out, in) and b (out,), as in PyTorch.
 
     The leading axes of x are folded into one (N, in) matrix x₂, so forward
@@ -204,4 +204,4 @@ def linear(x, weight, bias=None) -> Tensor:
         if bias.dtype != weight.dtype:
             raise TypeError(f"linear: bias is {bias.dtype} but weight is {weight.dtype}; "
                             f"convert with .float() or .double()")
-    return Linear.apply(x, weight, bias)
+    return LinearFunction.apply(x, weight, bias)

@@ -8,7 +8,7 @@ logits here, move the class axis to the end first.)
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 
 __all__ = ["cross_entropy", "mse_loss", "l1_loss"]
 
@@ -186,14 +186,10 @@ def _reduce(values, reduction):
     return values
 
 
-def _reduce_backward(grad, shape, reduction, dtype):
-    """The upstream gradient as it reaches each element: grad/n for a mean."""
-    if reduction == "mean":
-        size = 1
-        for n in shape:
-            size *= n
-        return (grad / size).astype(dtype, copy=False)
-    return grad
+def _reduce_backward(grad, size: int, reduction):
+    """g, the upstream gradient as it reaches each of the ``size`` elements:
+    dL/dy / n for a mean, dL/dy itself for a sum or no reduction."""
+    return grad / size if reduction == "mean" else grad
 
 
 class MSELoss(Function):
@@ -204,8 +200,8 @@ class MSELoss(Function):
         return _reduce(self.diff * self.diff, reduction)
 
     def backward(self, grad):
-        g = _reduce_backward(grad, self.diff.shape, self.reduction, self.diff.dtype)
-        da = self.diff * (2 * g)
+        g = _reduce_backward(grad, self.diff.size, self.reduction)
+        da = 2 * self.diff * g
         return da, (-da if self.needs_input_grad[1] else None)
 
 
@@ -219,7 +215,7 @@ class L1Loss(Function):
         return _reduce(xp.abs(diff), reduction)
 
     def backward(self, grad):
-        g = _reduce_backward(grad, self.sign.shape, self.reduction, self.sign.dtype)
+        g = _reduce_backward(grad, self.sign.size, self.reduction)
         da = self.sign * g
         return da, (-da if self.needs_input_grad[1] else None)
 

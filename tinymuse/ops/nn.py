@@ -1,7 +1,7 @@
 """Neural-network operations: softmax, embedding lookup, dropout, convolution,
 pooling and upsampling.
 
-Each is one :class:`~tinymuse.tensor.Function` whose forward and backward work
+Each is one :class:`~tinymuse.autograd.Function` whose forward and backward work
 on raw arrays (NumPy or CuPy, taken from the data), so none of them builds a
 graph of small primitive operations.
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 
 __all__ = ["softmax", "log_softmax", "embedding", "dropout", "conv2d", "conv_transpose2d",
            "upsample_nearest2d", "avg_pool2d"]
@@ -85,9 +85,9 @@ def _scatter_add_rows(ids, rows, num_rows: int):
 
     ``add.at`` is the unbuffered ``+=`` that accumulates repeated indices
     (plain ``out[ids] += rows`` would keep only one of them). It is given the
-    flat element indices ``ids[k]·D + j`` rather than row indices: NumPy's
-    fast path for one-dimensional ``add.at`` measured 3-10× faster than
-    row-wise ``add.at``, sorting plus ``add.reduceat``, or a one-hot matmul.
+    flat element indices ``ids[k]·D + j`` rather than row indices, because
+    NumPy has a fast path for one-dimensional ``add.at`` that row-wise
+    ``add.at``, sorting plus ``add.reduceat`` and a one-hot matmul all lack.
     On a GPU the same call is a kernel of atomic adds.
     """
     xp = backend.get_array_module(rows)
@@ -102,7 +102,7 @@ def _scatter_add_rows(ids, rows, num_rows: int):
     return out
 
 
-class Embedding(Function):
+class EmbeddingFunction(Function):
     """out[..., :] = weight[ids[...], :], a row lookup.
 
     Each row of ``weight`` receives the sum of the output gradients at every
@@ -137,7 +137,7 @@ def embedding(ids, weight: Tensor) -> Tensor:
     if ids.size and (int(ids.min()) < 0 or int(ids.max()) >= vocabulary):
         raise IndexError(f"embedding ids must lie in [0, {vocabulary}), got values from "
                          f"{int(ids.min())} to {int(ids.max())}")
-    return Embedding.apply(weight, ids=ids)
+    return EmbeddingFunction.apply(weight, ids=ids)
 
 
 # ----------------------------------------------------------------- dropout
@@ -168,10 +168,8 @@ def dropout(x: Tensor, p: float, training: bool = True, generator=None) -> Tenso
         return x
     generator = generator or backend.default_generator
     keep = generator.random(x.shape, dtype=np.float32, device=x.device) >= p
-    mask = keep.astype(x.dtype)
-    if p < 1.0:
-        mask *= 1.0 / (1.0 - p)
-    return MaskedScale.apply(x, mask=mask)
+    scale = 1.0 / (1.0 - p) if p < 1.0 else 0.0  # with p = 1 nothing survives to be scaled
+    return MaskedScale.apply(x, mask=keep.astype(x.dtype) * scale)
 
 
 # ------------------------------------------------------------ convolution
@@ -256,7 +254,7 @@ def _rows_of(grad):
     return grad.transpose(1, 0, 2, 3).reshape(c, n * h * w)
 
 
-class Conv2d(Function):
+class Conv2dFunction(Function):
     """2-D cross-correlation (what deep-learning libraries call convolution):
 
         out[n, o, y, x] = b[o] + Σ_{c,i,j} W[o, c, i, j] · x_pad[n, c, y·sh + i, x·sw + j].
@@ -296,7 +294,7 @@ class Conv2d(Function):
 
 
 class ConvTranspose2d(Function):
-    """The transpose (adjoint) of :class:`Conv2d` with respect to its input:
+    """The transpose (adjoint) of :class:`Conv2dFunction` with respect to its input:
     every input pixel scatters ``W[c_in, :, :, :] · x`` onto a kh×kw patch of
     the output, patches ``stride`` apart, and ``padding`` is cropped from the
     border. It upsamples: H_out = (H − 1)·stride − 2·padding + kh.
@@ -359,7 +357,7 @@ def conv2d(x: Tensor, weight: Tensor, bias: Tensor | None = None, stride=1, padd
         if size + 2 * pad < k:
             raise ValueError(f"conv2d: the {k}-wide kernel is larger than the padded input "
                              f"({size} + 2·{pad}); pad more or use a smaller kernel")
-    return Conv2d.apply(x, weight, bias, stride=stride, padding=padding)
+    return Conv2dFunction.apply(x, weight, bias, stride=stride, padding=padding)
 
 
 def conv_transpose2d(x: Tensor, weight: Tensor, bias: Tensor | None = None,
@@ -393,7 +391,9 @@ class AvgPool2d(Function):
         xp = backend.get_array_module(grad)
         (kh, kw), (sh, sw) = self.kernel, self.stride
         ho, wo = grad.shape[2:]
-        share = grad * (1.0 / (kh * kw))
+        share = grad / (kh * kw)
+        # Each kernel offset (i, j) adds the shares to one strided slice of the
+        # input; where windows overlap, a pixel collects from several offsets.
         dx = xp.zeros(self.x_shape, dtype=grad.dtype)
         for i in range(kh):
             for j in range(kw):

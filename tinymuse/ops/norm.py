@@ -19,7 +19,7 @@ handful of array passes instead of a graph of a dozen primitive operations.
 from __future__ import annotations
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 
 __all__ = ["layer_norm", "group_norm"]
 
@@ -56,7 +56,7 @@ def _standardize_backward(g, x_hat, inv_std):
     return g
 
 
-class LayerNorm(Function):
+class LayerNormFunction(Function):
     """y = γ ⊙ (x − μ)/σ + β over the last axis, with the closed-form backward."""
 
     def forward(self, x, weight=None, bias=None, eps=1e-5):
@@ -92,10 +92,10 @@ def layer_norm(x: Tensor, weight: Tensor | None, bias: Tensor | None, eps: float
         if p is not None and tuple(p.shape) != (size,):
             raise ValueError(f"layer_norm normalises the last axis of x {x.shape}, so {name} "
                              f"must have shape ({size},), got {p.shape}")
-    return LayerNorm.apply(x, weight, bias, eps=eps)
+    return LayerNormFunction.apply(x, weight, bias, eps=eps)
 
 
-class GroupNorm(Function):
+class GroupNormFunction(Function):
     """x (N, C, *spatial) split into G groups of C/G channels; each (image,
     group) block is standardised as one set of numbers, then every channel gets
     its own γ and β."""
@@ -145,4 +145,4 @@ def group_norm(x: Tensor, num_groups: int, weight: Tensor | None, bias: Tensor |
     for name, p in (("weight", weight), ("bias", bias)):
         if p is not None and tuple(p.shape) != (channels,):
             raise ValueError(f"group_norm: {name} must have shape ({channels},), got {p.shape}")
-    return GroupNorm.apply(x, weight, bias, num_groups=num_groups, eps=eps)
+    return GroupNormFunction.apply(x, weight, bias, num_groups=num_groups, eps=eps)

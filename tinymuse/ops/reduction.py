@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 from .shape import normalize_axes
 
 __all__ = ["sum", "mean", "max", "min", "var", "argmax"]
@@ -69,13 +69,9 @@ class _Extremum(Function):
                                                  if i not in axes])
 
     def backward(self, grad):
-        xp = backend.get_array_module(grad)
         winners = self.x == self.out
-        share = grad.reshape(self.out.shape) / winners.sum(axis=self.axes, keepdims=True,
-                                                          dtype=grad.dtype)
-        g = winners.astype(grad.dtype)
-        g *= share
-        return g
+        count = winners.sum(axis=self.axes, keepdims=True, dtype=grad.dtype)
+        return winners * (grad.reshape(self.out.shape) / count)
 
 
 class Max(_Extremum):
@@ -98,16 +94,11 @@ class Var(Function):
         xp = backend.get_array_module(x)
         centered = x - xp.mean(x, axis=axes, keepdims=True)
         self.centered, self.axes, self.divisor = centered, axes, divisor
-        squares = centered * centered
-        out = xp.sum(squares, axis=axes, keepdims=keepdims)
-        out /= divisor
-        return out
+        return xp.sum(centered * centered, axis=axes, keepdims=keepdims) / divisor
 
     def backward(self, grad):
-        kept = _kept_shape(self.centered.shape, self.axes)
-        g = self.centered * grad.reshape(kept)
-        g *= 2 / self.divisor
-        return g
+        grad = grad.reshape(_kept_shape(self.centered.shape, self.axes))
+        return grad * 2 * self.centered / self.divisor
 
 
 def _reduction_input(x, name: str, axis) -> tuple[Tensor, tuple]:

@@ -12,15 +12,20 @@ passes over memory and fewer saved intermediates. The tests check that the
 two agree, values and gradients.
 
 Import this module explicitly (``from tinymuse.ops import reference``); it is
-not part of ``tinymuse.functional``.
+not part of ``tinymuse.functional``. Like every module of :mod:`tinymuse.ops`
+it calls the operations as functions (``sub(a, b)`` for ``a - b``), since
+the operators on Tensor are attached a layer above, by :mod:`tinymuse.tensor`.
 """
 from __future__ import annotations
 
 import math
 
-from .. import ops as F
-from ..tensor import Tensor
+from ..autograd import Tensor
+from .elementwise import add, div, exp, log, masked_fill, mul, neg, sqrt, sub, tanh
+from .linalg import matmul
 from .losses import check_cross_entropy_args, mean_normalizer, position_weights
+from .reduction import max as reduce_max, mean, sum as reduce_sum
+from .shape import reshape, transpose
 
 __all__ = ["softmax_composed", "log_softmax_composed", "cross_entropy_composed",
            "layer_norm_composed", "attention_composed", "gelu_composed"]
@@ -30,15 +35,15 @@ def softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
     """exp(x − m) / Σ exp(x − m). The shift m = max x is a constant (softmax
     does not change when every input moves by the same amount), so it is
     detached: no gradient needs to flow through it."""
-    shifted = x - F.max(x, axis=axis, keepdims=True).detach()
-    e = F.exp(shifted)
-    return e / F.sum(e, axis=axis, keepdims=True)
+    shifted = sub(x, reduce_max(x, axis=axis, keepdims=True).detach())
+    e = exp(shifted)
+    return div(e, reduce_sum(e, axis=axis, keepdims=True))
 
 
 def log_softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
     """(x − m) − log Σ exp(x − m)."""
-    shifted = x - F.max(x, axis=axis, keepdims=True).detach()
-    return shifted - F.log(F.sum(F.exp(shifted), axis=axis, keepdims=True))
+    shifted = sub(x, reduce_max(x, axis=axis, keepdims=True).detach())
+    return sub(shifted, log(reduce_sum(exp(shifted), axis=axis, keepdims=True)))
 
 
 def cross_entropy_composed(logits: Tensor, targets, weight=None, ignore_index: int = -100,
@@ -51,25 +56,25 @@ def cross_entropy_composed(logits: Tensor, targets, weight=None, ignore_index: i
     # the target distribution q = (1 − ε)·onehot(t) + ε/C, a constant
     q = xp.full((safe.size, classes), label_smoothing / classes, dtype=logits.dtype)
     q[xp.arange(safe.size), safe] += 1.0 - label_smoothing
-    log_p = log_softmax_composed(F.reshape(logits, (safe.size, classes)), axis=-1)
-    losses = -F.sum(log_p * Tensor(q), axis=-1) * Tensor(w)
+    log_p = log_softmax_composed(reshape(logits, (safe.size, classes)), axis=-1)
+    losses = mul(neg(reduce_sum(mul(log_p, Tensor(q)), axis=-1)), Tensor(w))
     if reduction == "mean":
-        return F.sum(losses) / Tensor(mean_normalizer(w))
+        return div(reduce_sum(losses), Tensor(mean_normalizer(w)))
     if reduction == "sum":
-        return F.sum(losses)
-    return F.reshape(losses, targets.shape)
+        return reduce_sum(losses)
+    return reshape(losses, targets.shape)
 
 
 def layer_norm_composed(x: Tensor, weight: Tensor | None, bias: Tensor | None,
                         eps: float = 1e-5) -> Tensor:
     """(x − μ) / sqrt(σ² + ε) · γ + β over the last axis."""
-    centered = x - F.mean(x, axis=-1, keepdims=True)
-    variance = F.mean(centered * centered, axis=-1, keepdims=True)
-    y = centered / F.sqrt(variance + eps)
+    centered = sub(x, mean(x, axis=-1, keepdims=True))
+    variance = mean(mul(centered, centered), axis=-1, keepdims=True)
+    y = div(centered, sqrt(add(variance, eps)))
     if weight is not None:
-        y = y * weight
+        y = mul(y, weight)
     if bias is not None:
-        y = y + bias
+        y = add(y, bias)
     return y
 
 
@@ -80,16 +85,17 @@ def attention_composed(q: Tensor, k: Tensor, v: Tensor, mask=None) -> Tensor:
     row with no allowed key stays finite (its softmax is uniform); multiplying
     the weights by the mask afterwards zeroes such a row, which is what the
     fused operation returns for it."""
-    scores = F.matmul(q, F.transpose(k, -2, -1)) / math.sqrt(q.shape[-1])
+    scores = div(matmul(q, transpose(k, -2, -1)), math.sqrt(q.shape[-1]))
     if mask is None:
-        return F.matmul(softmax_composed(scores), v)
+        return matmul(softmax_composed(scores), v)
     mask = mask.data if isinstance(mask, Tensor) else mask
-    scores = F.masked_fill(scores, Tensor(q.xp.logical_not(mask)), -1e9)
-    weights = softmax_composed(scores) * Tensor(mask.astype(scores.dtype))
-    return F.matmul(weights, v)
+    scores = masked_fill(scores, Tensor(q.xp.logical_not(mask)), -1e9)
+    weights = mul(softmax_composed(scores), Tensor(mask.astype(scores.dtype)))
+    return matmul(weights, v)
 
 
 def gelu_composed(x: Tensor) -> Tensor:
     """½ x (1 + tanh(√(2/π) (x + 0.044715 x³))), the tanh approximation."""
-    inner = math.sqrt(2.0 / math.pi) * (x + 0.044715 * x * x * x)
-    return 0.5 * x * (1.0 + F.tanh(inner))
+    cube = mul(mul(x, x), x)
+    inner = mul(math.sqrt(2.0 / math.pi), add(x, mul(0.044715, cube)))
+    return mul(mul(0.5, x), add(1.0, tanh(inner)))

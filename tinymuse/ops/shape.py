@@ -15,7 +15,7 @@ import operator
 import numpy as np
 
 from .. import backend
-from ..tensor import Function, Tensor
+from ..autograd import Function, Tensor
 
 __all__ = ["reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand",
            "getitem", "concatenate", "cat", "stack", "split", "chunk", "pad"]
@@ -96,7 +96,7 @@ class SwapAxes(Function):
 class Expand(Function):
     """A broadcast view of x (no copy). The backward is the sum over the
     broadcast axes, which the engine already does for every input
-    (:func:`tinymuse.tensor.unbroadcast`), so it passes dL/dy through."""
+    (:func:`tinymuse.autograd.unbroadcast`), so it passes dL/dy through."""
 
     def forward(self, x, *, shape):
         return backend.get_array_module(x).broadcast_to(x, shape)
@@ -216,7 +216,8 @@ def _scatter_add(xp, target, index: tuple, values) -> None:
 def _add_rows(target, rows, values) -> None:
     """target[rows] += values for an integer array ``rows`` along axis 0, with
     repeats added up. Sorting the rows and summing runs of equal ones with
-    ``add.reduceat`` is several times faster than ``np.add.at``."""
+    ``add.reduceat`` works on whole rows at a time, where ``np.add.at`` on an
+    index along one axis of a 2-D array goes element by element."""
     rows = rows.ravel() % target.shape[0]  # -1 and n-1 name the same row
     if rows.size == 0:
         return

@@ -5,7 +5,7 @@
 
 The base transformer trains on a fixed cache of pre-encoded scenes (20,000 in the default
 preset), seeing each one many times. This computes its masked-token loss, as in training
-(:func:`tinymuse.train.held_out_loss`: masks from the cosine schedule, caption dropout, label
+(:func:`tinymuse.training.transformer.held_out_loss`: masks from the cosine schedule, caption dropout, label
 smoothing; the same draws for both), on ``--scenes`` scenes of the cache and on as many fresh
 shapes-world scenes it has never seen (seed ``--seed``; the cache used 0), encoded by the
 pipeline's own base tokenizer. ``tinymuse train`` logs the same two numbers for 256 scenes
@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
-from tinymuse.train import held_out_loss  # noqa: E402
+from tinymuse.training.transformer import held_out_loss  # noqa: E402
 from tinymuse.vq import load_image_tokens  # noqa: E402
 from tinymuse.vq.tokens import ImageTokens, load_examples  # noqa: E402
 
@@ -57,7 +57,7 @@ def main(argv=None) -> int:
                                     for i in range(0, n, args.batch)])
             fresh = ImageTokens(grids, np.arange(n), captions, {})
         base = pipeline.base.eval()
-        seen, unseen = (held_out_loss(base, tokens, base.make_batch, args.batch, n)
+        seen, unseen = (held_out_loss(base, tokens, args.batch, n)
                         for tokens in (cache, fresh))
         print(f"| {path} | {seen:.4f} | {unseen:.4f} | {unseen - seen:+.4f} |  "
               f"({time.perf_counter() - started:.0f} s)", flush=True)

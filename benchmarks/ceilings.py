@@ -30,11 +30,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinymuse.cli import ASSETS  # noqa: E402
 from tinymuse.data import ShapesDataset  # noqa: E402
+from tinymuse.decoding import sample_stage  # noqa: E402
 from tinymuse.data.images import to_uint8_images  # noqa: E402
 from tinymuse.evaluate import score_prompts  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
+from tinymuse.pipeline_files import BUNDLED  # noqa: E402
+from tinymuse.sampling import SUPERRES  # noqa: E402
 from tinymuse.tensor import no_grad  # noqa: E402
 from tinymuse.vq import VQTokenizer  # noqa: E402
 from tinymuse.vq.tokens import load_examples  # noqa: E402
@@ -59,9 +61,9 @@ def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
     }
     for scale in guidances:
         drawn = np.concatenate([
-            pipeline.decode_superres(captions[i:i + batch], low[i:i + batch], steps=8,
-                                     guidance_scale=scale, temperature=0.0,
-                                     generator=pipeline.generator(i))
+            sample_stage(pipeline.superres, captions[i:i + batch],
+                         SUPERRES.replace(guidance_scale=scale), low_tokens=low[i:i + batch],
+                         generator=pipeline.generator(i)).tokens
             for i in range(0, len(images), batch)])
         results[f"super-res. on true 8×8 tokens, guidance {scale:g}"] = score_prompts(
             captions, pipeline.decode_tokens(drawn, "uint8"))
@@ -70,7 +72,7 @@ def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline", default=str(ASSETS), help="pipeline folder (default: bundled)")
+    parser.add_argument("--pipeline", default=str(BUNDLED), help="pipeline folder (default: bundled)")
     parser.add_argument("--scenes", type=int, default=240, help="scenes per split")
     parser.add_argument("--seed", type=int, default=321, help="shapes-world seed (training used 0)")
     parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 0.0])

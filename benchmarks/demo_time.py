@@ -8,7 +8,7 @@
 2. ``generate`` per image, inside one process with the pipeline already loaded: one prompt at
    a time (the latency a user of ``tinymuse generate "..."`` waits for, minus start-up), and a
    batch of 16 prompts divided by 16 (the cost per image when prompts are batched), at the
-   command's default settings (``tinymuse.pipeline.STEPS`` and ``GUIDANCE``: 24 base steps,
+   command's default settings (``tinymuse.sampling.BASE`` and ``SUPERRES``: 24 base steps,
    8 super-resolution steps, only the base stage guided), and with both stages guided at
    the base stage's scale.
 
@@ -40,12 +40,12 @@ def time_demo(pipeline: str | None, repeats: int) -> list[float]:
     return seconds
 
 
-def time_generate(pipeline_dir: str | None, repeats: int, guidance) -> dict:
+def time_generate(pipeline_dir: str | None, repeats: int, superres) -> dict:
     from tinymuse.cli import DEMO_PROMPTS, pipeline_dir as resolve
     from tinymuse.pipeline import Pipeline
 
     pipeline = Pipeline.load(resolve(pipeline_dir))
-    options = dict(guidance_scale=guidance, output="uint8")  # the default steps
+    options = dict(superres=superres, output="uint8")  # the default steps
     pipeline.generate(["a red circle"], seed=0, **options)  # warm-up
     single = []
     for i in range(repeats):
@@ -70,11 +70,11 @@ def main() -> int:
     demo = time_demo(args.pipeline, args.repeats)
     print(f"tinymuse demo (fresh process): best {min(demo):.2f} s, median "
           f"{statistics.median(demo):.2f} s")
-    from tinymuse.pipeline import GUIDANCE
+    from tinymuse.sampling import BASE, SUPERRES
 
-    for guidance in (GUIDANCE, (GUIDANCE[0], GUIDANCE[0])):
-        label = f"guidance {guidance[0]:g} + {guidance[1]:g}"
-        for name, values in time_generate(args.pipeline, args.repeats, guidance).items():
+    for superres in (SUPERRES, SUPERRES.replace(guidance_scale=BASE.guidance_scale)):
+        label = f"guidance {BASE.guidance_scale:g} + {superres.guidance_scale:g}"
+        for name, values in time_generate(args.pipeline, args.repeats, superres).items():
             print(f"generate, {name} ({label}): best {min(values):.3f} s, median "
                   f"{statistics.median(values):.3f} s")
     return 0

@@ -28,11 +28,11 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinymuse.cli import ASSETS  # noqa: E402
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.data.grammar import DIGITS, LETTERS  # noqa: E402
 from tinymuse.decoding import log_softmax  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
+from tinymuse.pipeline_files import BUNDLED  # noqa: E402
 from tinymuse.tensor import no_grad  # noqa: E402
 from tinymuse.vq.tokens import load_examples  # noqa: E402
 
@@ -83,7 +83,7 @@ def letter_similarity(base) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pipeline", default=str(ASSETS), help="pipeline folder (default: bundled)")
+    parser.add_argument("--pipeline", default=str(BUNDLED), help="pipeline folder (default: bundled)")
     parser.add_argument("--scenes", type=int, default=150, help="glyph scenes to probe")
     parser.add_argument("--seed", type=int, default=321, help="shapes-world seed (training used 0)")
     parser.add_argument("--hide", type=float, nargs="+", default=[1.0, 0.5],

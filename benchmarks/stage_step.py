@@ -6,7 +6,7 @@
 
 Builds the ``default`` preset's base or super-resolution transformer around the bundled text
 encoder (frozen, as in training), feeds it random image tokens with shapes-world captions, and
-runs the training step of :func:`tinymuse.train.train_stage` — batch, forward + loss, backward,
+runs the training step of :func:`tinymuse.training.fit` — batch, forward + loss, backward,
 gradient clipping, AdamW, EMA — waiting for the device after each phase so that each phase's
 time is its own. Prints ms per step and per phase, and samples per second.
 
@@ -29,13 +29,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinymuse import backend, optim  # noqa: E402
 from tinymuse.cascade import PRESETS  # noqa: E402
-from tinymuse.cli import ASSETS  # noqa: E402
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.models.base import BaseTransformer, BaseTransformerConfig  # noqa: E402
-from tinymuse.models.superres import (SuperResTransformer, SuperResTransformerConfig,  # noqa: E402
-                                      superres_tokens)
+from tinymuse.models.superres import SuperResTransformer, SuperResTransformerConfig  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
-from tinymuse.train import EMA, TrainConfig, step_generator  # noqa: E402
+from tinymuse.pipeline_files import BUNDLED  # noqa: E402
+from tinymuse.training import step_generator  # noqa: E402
+from tinymuse.training.transformer import TRAINING, make_batch, pair_caches  # noqa: E402
 from tinymuse.vq.tokens import ImageTokens  # noqa: E402
 
 PHASES = ("batch", "forward", "backward", "clip", "adamw", "ema")
@@ -49,7 +49,7 @@ def random_cache(grid: int, codebook: int, captions: list, seed: int):
 
 
 def build(stage: str, device: str):
-    pipeline = Pipeline.load(ASSETS)
+    pipeline = Pipeline.load(BUNDLED)
     preset = PRESETS["default"]
     text = pipeline.base.text_encoder
     captions = [ShapesDataset(32, seed=0).caption(i) for i in range(512)]
@@ -62,7 +62,7 @@ def build(stage: str, device: str):
         return BaseTransformer(config, **common).to(device), low
     config = SuperResTransformerConfig(codebook_size=64, grid_size=16, low_codebook_size=64,
                                        low_grid_size=8, text=text.config, **preset.superres)
-    cache = superres_tokens(low, random_cache(16, 64, captions, seed=2))
+    cache = pair_caches(low, random_cache(16, 64, captions, seed=2))
     return SuperResTransformer(config, **common).to(device), cache
 
 
@@ -77,11 +77,11 @@ def main() -> int:
     args = parser.parse_args()
 
     model, cache = build(args.stage, args.device)
-    config = TrainConfig(batch_size=args.batch_size)
+    config = TRAINING.replace(batch_size=args.batch_size)
     optimizer = optim.AdamW(optim.weight_decay_groups(model, config.weight_decay),
                             lr=config.lr, betas=config.betas)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    ema = EMA(model, 0.999)
+    ema = optim.EMA(model, 0.999)
     xp = backend.xp_for(args.device)
     sync = (lambda: xp.cuda.Device().synchronize()) if args.device == "cuda" else (lambda: None)
     rng = np.random.default_rng(0)
@@ -93,7 +93,7 @@ def main() -> int:
             sync()
             marks.append(time.perf_counter())
 
-        batch = model.make_batch(cache, rng.integers(0, len(cache), args.batch_size))
+        batch = make_batch(model, cache, rng.integers(0, len(cache), args.batch_size))
         done()
         result = model.training_loss(batch, step_generator(0, step))
         result.loss.item()

@@ -1,9 +1,9 @@
 """How good are the trained VQ tokenizers? Reconstruction PSNR, codebook usage
 and the shapes oracle, on held-out shapes-world images.
 
-    python -m tinymuse.vq.train --stage base --out runs/vq-base           # train first
-    python -m tinymuse.vq.train --stage superres --out runs/vq-superres
-    python benchmarks/vq_quality.py                                         # then measure
+    tinymuse train --stage vq-base --out runs       # train first (a cascade run's stages)
+    tinymuse train --stage vq-superres --out runs
+    python benchmarks/vq_quality.py                  # then measure
 
 or in one go (training resumes from any checkpoint already in the run folder):
 
@@ -31,22 +31,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.evaluate import score_prompts  # noqa: E402
-from tinymuse.vq import VQTokenizer, evaluate_reconstruction, stage_config, train_tokenizer  # noqa: E402
+from tinymuse.training.vq import TOKENIZER, stage_training, train_tokenizer  # noqa: E402
+from tinymuse.vq import VQTokenizer, evaluate_reconstruction, stage_config  # noqa: E402
 from tinymuse.vq.tokens import load_examples  # noqa: E402
-from tinymuse.vq.train import TOKENIZER  # noqa: E402
 
 GOALS = {"base": 28.0, "superres": 26.0}
 
 
 def training_record(run_dir: Path) -> dict:
-    """Steps, wall-clock and CPU seconds of the run, from its log's last line (the CPU
-    time is the honest number on a shared machine: the wall time grows with the load)."""
-    log = run_dir / "log.jsonl"
-    if not log.exists():
-        return {"steps": None, "train_seconds": None, "train_cpu_seconds": None}
-    last = json.loads(log.read_text().strip().splitlines()[-1])
-    return {"steps": last["step"], "train_seconds": last["seconds"],
-            "train_cpu_seconds": last.get("cpu_seconds")}
+    """Steps and training seconds of the run, from its checkpoint."""
+    from tinymuse import checkpoint
+
+    path = run_dir / "checkpoint.safetensors"
+    if not path.exists():
+        return {"steps": None, "train_seconds": None}
+    metadata = checkpoint.load(path).metadata
+    return {"steps": metadata["step"], "train_seconds": metadata["extra"]["seconds"]}
 
 
 def measure(stage: str, run_dir: Path, images: int, oracle_images: int, device: str) -> dict:
@@ -73,7 +73,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--stages", nargs="+", default=["base", "superres"],
                         choices=["base", "superres"])
-    parser.add_argument("--runs", default="runs", help="folder holding vq-base/, vq-superres/")
+    parser.add_argument("--runs", default="runs", help="folder holding vq-base/, vq-superres/ "
+                        "(a cascade run folder)")
     parser.add_argument("--images", type=int, default=1000, help="held-out images to measure")
     parser.add_argument("--oracle-images", type=int, default=300,
                         help="how many of them the oracle scores")
@@ -87,16 +88,18 @@ def main(argv=None) -> int:
     for stage in args.stages:
         run_dir = Path(args.runs) / f"vq-{stage}"
         if args.train:
-            config, train = stage_config(stage)
-            train_tokenizer(config, train, out_dir=run_dir, steps=args.steps, device=args.device)
+            config = stage_config(stage)
+            train = stage_training(config)
+            if args.steps is not None:
+                train = train.replace(steps=args.steps)
+            train_tokenizer(config, train, out_dir=run_dir, device=args.device)
         results.append(measure(stage, run_dir, args.images, args.oracle_images, args.device))
 
     print("\n| stage | image → tokens | PSNR (dB) | per-image PSNR | codes used | perplexity "
-          "| oracle: originals | oracle: recon | steps | train time (wall / CPU) |")
+          "| oracle: originals | oracle: recon | steps | train time |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:
-        minutes = " / ".join("?" if r[key] is None else f"{r[key] / 60:.1f} min"
-                             for key in ("train_seconds", "train_cpu_seconds"))
+        minutes = "?" if r["train_seconds"] is None else f"{r['train_seconds'] / 60:.1f} min"
         goal = "✓" if r["psnr"] >= GOALS[r["stage"]] else f"goal {GOALS[r['stage']]:.0f}"
         print(f"| {r['stage']} | {r['image_size']}² → {r['tokens']}² | {r['psnr']:.2f} ({goal}) "
               f"| {r['psnr_per_image']:.2f} | {r['codes_used']}/{r['codebook_size']} "

@@ -81,9 +81,8 @@ def mlm_loss(model: MaskedLanguageModel, ids, mask, fraction: float,
     Why: BERT's loss grades only hidden tokens, so nothing asks a visible token's output to
     say which token it is. Words that are interchangeable in every caption — any of the 36
     glyph characters may follow "the letter" — then leave nearly the same output vector
-    (cosine 0.997 between "A" and "B" in an encoder trained on BERT's loss alone, the one
-    bundled before the identity term), and a frozen encoder hands the image stages almost
-    nothing to tell them apart. The visible term keeps each token's identity in its output,
+    (``docs/RESULTS.md`` has the measurement), and a frozen encoder hands the image stages
+    almost nothing to tell them apart. The visible term keeps each token's identity in its output,
     as a large pretrained encoder's outputs do.
     """
     inputs, chosen = mask_caption_tokens(ids, mask, model.encoder.config, fraction, generator)

@@ -230,16 +230,6 @@ def extend_canvas(images, extend, fill: float = 0.0):
 # --------------------------------------------------------------------------- #
 
 
-def _prompts_for(prompt, batch: int) -> list:
-    prompts = sampling.prompt_list(prompt)
-    if len(prompts) == 1:
-        prompts = prompts * batch
-    if len(prompts) != batch:
-        raise ValueError(f"{len(prompts)} prompts for {batch} images: give one prompt for "
-                         f"all or one per image")
-    return prompts
-
-
 def _check_covers_each_image(mask: np.ndarray, what: str) -> None:
     covered = mask.reshape(len(mask), -1).any(axis=1)
     if not covered.any():
@@ -261,7 +251,7 @@ def inpaint(pipeline, image, pixel_mask, prompt, *, base=None, superres=None,
     images = load_images(image, pipeline.image_size)
     mask = load_pixel_mask(pixel_mask, pipeline.image_size, len(images))
     _check_covers_each_image(mask, "mask")
-    prompts = _prompts_for(prompt, len(images))
+    prompts = sampling.one_each(prompt, len(images), "image")
     low, high = pipeline.encode_images(images)
     masks = (token_mask(mask, low.shape[-1]), token_mask(mask, high.shape[-1]))
     return pipeline.redraw(prompts, (low, high), masks, base=base, superres=superres,
@@ -305,7 +295,7 @@ def edit(pipeline, image, prompt, *, base=None, superres=None, region=None,
     base = sampling.settings(sampling.EDIT, base)
     superres = sampling.settings(sampling.EDIT_SUPERRES, superres)
     images = load_images(image, pipeline.image_size)
-    prompts = _prompts_for(prompt, len(images))
+    prompts = sampling.one_each(prompt, len(images), "image")
     negatives = sampling.negative_prompt_list(negative_prompt, len(prompts))
     pipeline.check_output(output)
     low, high = pipeline.encode_images(images)

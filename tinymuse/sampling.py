@@ -34,7 +34,7 @@ import numbers
 from dataclasses import dataclass
 
 __all__ = ["Sampling", "SamplingError", "BASE", "SUPERRES", "EDIT", "EDIT_SUPERRES",
-           "GUIDANCE_SCHEDULES", "settings", "prompt_list", "negative_prompt_list"]
+           "GUIDANCE_SCHEDULES", "settings", "prompt_list", "one_each", "negative_prompt_list"]
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
 
@@ -162,15 +162,19 @@ def prompt_list(prompts) -> list[str]:
     return prompts
 
 
+def one_each(prompts, count: int, per: str = "prompt", what: str = "prompts") -> list[str]:
+    """``prompts`` for ``count`` items (prompts, images): one string or a one-item list for
+    all of them, or one per item."""
+    prompts = prompt_list(prompts)
+    if len(prompts) == 1:
+        prompts = prompts * count
+    if len(prompts) != count:
+        raise ValueError(f"{len(prompts)} {what} for {count} {per}s: give one for all or one "
+                         f"per {per}")
+    return prompts
+
+
 def negative_prompt_list(negative, count: int) -> list[str] | None:
     """The negative prompts for ``count`` prompts: None (guidance contrasts with the empty
     prompt), or one string for all, or one per prompt."""
-    if negative is None:
-        return None
-    negatives = prompt_list(negative)
-    if len(negatives) == 1:
-        negatives = negatives * count
-    if len(negatives) != count:
-        raise ValueError(f"{len(negatives)} negative prompts for {count} prompts: give one for "
-                         f"all or one per prompt")
-    return negatives
+    return None if negative is None else one_each(negative, count, "prompt", "negative prompts")

@@ -35,7 +35,7 @@ from . import backend, files
 from .backend import Generator
 from .tensor import Tensor
 
-__all__ = ["CheckpointError", "Checkpoint", "TrainingState", "save", "load", "stored_config",
+__all__ = ["CheckpointError", "Checkpoint", "TrainingState", "save", "load", "read_header",
            "config_differences", "save_training_state", "load_training_state"]
 
 FORMAT = "tinymuse/1"
@@ -200,14 +200,15 @@ def load(path, model=None, config=None, strict: bool = True) -> Checkpoint:
     return Checkpoint(path, tensors, stored_config, metadata)
 
 
-def stored_config(path):
-    """The JSON config a checkpoint was saved with, read from its header alone (no tensor
-    is read or checked: use :func:`load` for that)."""
+def read_header(path) -> tuple:
+    """``(config, metadata)`` of a checkpoint, read from its header alone: no tensor is read
+    or checked (:func:`load` does that)."""
     try:
         with safetensors.safe_open(str(path), framework="numpy") as file:
-            return json.loads((file.metadata() or {}).get("config", "null"))
+            header = file.metadata() or {}
+        return json.loads(header.get("config", "null")), json.loads(header.get("metadata", "{}"))
     except (safetensors.SafetensorError, OSError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a readable safetensors checkpoint ({error}); "
+        raise CheckpointError(f"{path} is not a readable tinymuse checkpoint ({error}); "
                               f"save or copy it again") from None
 
 

@@ -18,8 +18,8 @@ stage              what it learns                                          writt
 
 Each stage's function here only decides sizes, data and paths from the preset and calls the
 stage's recipe (:mod:`tinymuse.training`, :func:`tinymuse.vq.pre_encode`, ...). A stage that
-trains returns its training time as its trainer recorded it over every resumed call; the
-others return None. Running the stages in order, resuming and recording is
+trains returns its training time as its trainer's checkpoint recorded it over every resumed
+call; the others return None. Running the stages in order, resuming and recording is
 :mod:`tinymuse.cascade.runs`.
 """
 from __future__ import annotations
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import backend
+from .. import backend, checkpoint
 from ..data import ImageCaptionFolder, ShapesDataset, shapes_captions
 from ..evaluate import SampleMonitor, base_sampler, monitor_prompts, superres_monitor
 from ..models import (BaseTransformer, BaseTransformerConfig, SuperResTransformer,
@@ -37,6 +37,7 @@ from ..models import (BaseTransformer, BaseTransformerConfig, SuperResTransforme
 from ..pipeline import Pipeline
 from ..text import TextEncoder, TextEncoderConfig, Tokenizer
 from ..training import text as text_training
+from ..training.loop import CHECKPOINT
 from ..training import transformer as transformer_training
 from ..training import vq as vq_training
 from ..vq import VQTokenizer, load_image_tokens, pre_encode, stage_config
@@ -87,6 +88,13 @@ def outputs(out_dir, stage: str) -> list[Path]:
         prefix = "tokens" if stage == "tokens" else "decoder"
         return [paths[f"{prefix}-base"], paths[f"{prefix}-superres"]]
     return [paths[stage]]
+
+
+def _trained_seconds(*folders: Path) -> float:
+    """The training time the loop's checkpoints in ``folders`` recorded, over every resumed
+    call: what a stage that trains reports as its time."""
+    return sum(checkpoint.read_header(folder / CHECKPOINT)[1]["extra"]["seconds"]
+               for folder in folders)
 
 
 def _need(paths: dict, *names: str) -> None:
@@ -152,8 +160,10 @@ def _train_vq(stage: str):
         config = dataclasses.replace(stage_config(stage), **getattr(preset, f"vq_{stage}"))
         train = _vq_training(preset, stage, vq_training.TRAINING).replace(progress=progress)
         dataset = None if data == "shapes" else _dataset(data, config.image_size)
-        vq_training.train_tokenizer(config, train, dataset=dataset,
-                                    out_dir=Path(out) / f"vq-{stage}", device=device)
+        folder = Path(out) / f"vq-{stage}"
+        vq_training.train_tokenizer(config, train, dataset=dataset, out_dir=folder,
+                                    device=device)
+        return _trained_seconds(folder)
     return run
 
 
@@ -188,6 +198,7 @@ def _finetune_decoders(out, preset, data, device, progress):
             checkpoint_every=every, sample_every=every, progress=progress)
         dataset = None if data == "shapes" else _dataset(data, vq.config.image_size)
         vq_training.finetune_decoder(vq, train, dataset, paths[f"decoder-{stage}"].parent)
+    return _trained_seconds(paths["decoder-base"].parent, paths["decoder-superres"].parent)
 
 
 def _final_vq(paths: dict, stage: str):

@@ -205,7 +205,7 @@ class _Run:
         if not path.exists():
             return 0
         wanted = json.loads(json.dumps(self.record))  # tuples as lists, as stored
-        differences = checkpoint.config_differences(checkpoint.stored_config(path), wanted)
+        differences = checkpoint.config_differences(checkpoint.read_header(path)[0], wanted)
         if differences:
             raise checkpoint.CheckpointError(
                 f"{self.out_dir} holds a run started with other settings ("

@@ -381,10 +381,10 @@ def _add_stage_options(parser, prefix: str, default: sampling.Sampling, stage: s
                        flags=("steps", "guidance", "guidance_schedule", "temperature",
                               "choice_temperature")) -> None:
     """The sampling flags of one stage; each defaults to ``default``'s value (shown)."""
-    helps = {"steps": "decoding steps", "guidance": "classifier-free guidance scale, 0 = none",
+    helps = {"steps": "decoding steps", "guidance": "classifier-free guidance scale (0: none)",
              "guidance_schedule": "keep the guidance scale constant, or raise it linearly to "
                                   "the full scale at the last step",
-             "temperature": "sampling temperature, 0 = the likeliest token",
+             "temperature": "sampling temperature (0: the likeliest token)",
              "choice_temperature": "noise on the confidences that choose which tokens each "
                                    "step keeps (MaskGIT used 4.5)",
              "top_k": "sample among the K likeliest codes",
@@ -396,7 +396,7 @@ def _add_stage_options(parser, prefix: str, default: sampling.Sampling, stage: s
         options = {"choices": sampling.GUIDANCE_SCHEDULES} if flag == "guidance_schedule" else {}
         parser.add_argument("--" + (prefix + flag).replace("_", "-"),
                             type=types.get(flag, float), default=None, **options,
-                            help=f"{helps[flag]} of the {stage} (default {value})")
+                            help=f"{stage}: {helps[flag]} (default {value})")
 
 
 def _add_generation_options(parser) -> None:
@@ -455,10 +455,13 @@ def _add_image_commands(commands) -> None:
 
     edit = commands.add_parser("edit", help="mask-free editing towards a new prompt")
     _add_edit_input(edit)
-    _add_stage_options(edit, "", sampling.EDIT, "edit",
-                       ("iterations", "fraction", "guidance", "temperature", "top_k"))
-    _add_stage_options(edit, "sr_", sampling.EDIT_SUPERRES, "super-resolution stage "
-                       "(--guidance if given)", ("steps", "guidance"))
+    _add_stage_options(edit, "", sampling.EDIT, "the edit", ("iterations", "fraction"))
+    _add_stage_options(edit, "", sampling.EDIT, "both stages",
+                       ("guidance", "temperature", "top_k"))
+    _add_stage_options(edit, "sr_", sampling.EDIT_SUPERRES, "super-resolution stage",
+                       ("steps",))
+    _add_stage_options(edit, "sr_", sampling.EDIT_SUPERRES,
+                       "super-resolution stage, if not --guidance's", ("guidance",))
     edit.add_argument("--out", default="tinymuse-edit.png")
     _add_pipeline_options(edit)
     edit.set_defaults(run=cmd_edit)

@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import backend
+from ..models import SuperResTransformer
 from ..tensor import no_grad
 from .loop import TrainConfig, TrainResult, batch_rows, fit
 
@@ -127,8 +128,7 @@ def train_transformer(model, cache, config: TrainConfig = TRAINING, out_dir="run
                          "(tinymuse.vq.pre_encode)")
     if validation is not None and len(validation) == 0:
         raise ValueError("the validation cache is empty: pass None for no validation")
-    needs_pairs = hasattr(model, "encode_low_tokens")
-    if needs_pairs != isinstance(cache, PairedTokens):
+    if isinstance(model, SuperResTransformer) != isinstance(cache, PairedTokens):
         raise TypeError("the super-resolution transformer trains on paired base and "
                         "super-resolution tokens (pair_caches(base_cache, superres_cache)); "
                         "the base transformer on one cache")

@@ -56,8 +56,8 @@ def test_decoding_follows_the_schedule_and_never_changes_revealed_tokens(
     mask_id = num_classes  # outside the logits' range, as in Muse
     model = ToyModel()
     result = generate(model, random_logits(seed, batch, num_tokens, num_classes),
-                      batch_size=batch, num_tokens=num_tokens, mask_id=mask_id, generator=backend.Generator(seed),
-                      return_intermediates=True,
+                      batch_size=batch, num_tokens=num_tokens, mask_id=mask_id,
+                      generator=backend.Generator(seed), return_intermediates=True,
                       settings=sampled(steps=steps, mask_schedule=schedule,
                                        temperature=temperature, top_k=top_k,
                                        choice_temperature=choice_temperature))
@@ -352,8 +352,9 @@ def test_mask_free_edit_resamples_small_subsets_inside_the_region(concat):
     c, u = random_logits(0, batch, num_tokens, num_classes), random_logits(1, batch, num_tokens,
                                                                            num_classes)
     model = ToyModel()
-    result = mask_free_edit(model, original, c, mask_id=num_classes, region=region, uncond_condition=u,
-                            concat_conditions=concat, generator=backend.Generator(0),
+    result = mask_free_edit(model, original, c, mask_id=num_classes, region=region,
+                            uncond_condition=u, concat_conditions=concat,
+                            generator=backend.Generator(0),
                             return_intermediates=True,
                             settings=EDIT.replace(iterations=iterations, fraction=0.08))
     assert len(model.calls) == iterations * (1 if concat else 2)  # guidance 4 by default
@@ -392,8 +393,9 @@ def test_decoding_on_device(device):
     xp = backend.xp_for(device)
     logits = random_logits(0, 2, 24, 6)
     model = lambda tokens, c: c  # noqa: E731
-    result = generate(model, xp.asarray(logits), batch_size=2, num_tokens=24, mask_id=6, device=device, generator=backend.Generator(0),
-                      return_intermediates=True, settings=sampled(steps=4, top_k=3))
+    result = generate(model, xp.asarray(logits), batch_size=2, num_tokens=24, mask_id=6,
+                      device=device, generator=backend.Generator(0), return_intermediates=True,
+                      settings=sampled(steps=4, top_k=3))
     assert backend.device_of(result.tokens) == device
     counts = [backend.to_numpy(step.mask.sum(axis=1)) for step in result.intermediates]
     np.testing.assert_array_equal(np.stack(counts), decoding_schedule(4, np.array([24, 24])))

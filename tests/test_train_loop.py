@@ -148,7 +148,8 @@ def test_monitor_images_from_a_real_model_are_scored(tokenizer):
 
     def decode(model, prompts):  # stands in for the VQ decoder: token id -> a gray level
         tokens = sample_stage(model, prompts, BASE.replace(steps=2)).tokens
-        return np.repeat(np.repeat(tokens * 16, 8, 1), 8, 2)[..., None].repeat(3, -1).astype(np.uint8)
+        pixels = np.repeat(np.repeat(tokens * 16, 8, 1), 8, 2)[..., None].repeat(3, -1)
+        return pixels.astype(np.uint8)
 
     metrics = SampleMonitor(["a red circle"], decode)(model, 0)
     assert 0.0 <= metrics["oracle/colour"] <= 1.0 and "flat_images" in metrics
@@ -221,7 +222,8 @@ def test_a_resumed_run_reads_as_one_unbroken_run(tmp_path):
 
 def test_a_checkpoint_of_another_configuration_is_refused(tmp_path):
     fit_regressor(Regressor(), quiet(steps=2), tmp_path)
-    with pytest.raises(checkpoint.CheckpointError, match="train.lr: file has 0.001, asked for 0.01"):
+    with pytest.raises(checkpoint.CheckpointError,
+                       match="train.lr: file has 0.001, asked for 0.01"):
         fit_regressor(Regressor(), quiet(steps=2, lr=0.01), tmp_path)
     # how a run reports itself is not part of what must match
     fit_regressor(Regressor(), quiet(steps=2, log_every=5, checkpoint_every=7), tmp_path)

@@ -9,7 +9,12 @@ __version__ = "0.1.0"
 from .backend import cuda_available, get_default_device, manual_seed, set_default_device, Generator
 from .tensor import (Function, Tensor, arange, as_tensor, enable_grad, full, no_grad, ones,
                      ones_like, rand, randn, zeros, zeros_like)
-from . import functional  # noqa: F401
+from . import functional
+
+__all__ = ["Pipeline", "Tensor", "Function", "no_grad", "enable_grad", "functional",
+           "cuda_available", "get_default_device", "set_default_device", "manual_seed",
+           "Generator", "arange", "as_tensor", "full", "ones", "ones_like", "rand", "randn",
+           "zeros", "zeros_like"]
 
 
 def __getattr__(name: str):

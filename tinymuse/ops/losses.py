@@ -135,7 +135,6 @@ class CrossEntropy(Function):
         return out
 
     def backward(self, grad):
-        xp = backend.get_array_module(grad)
         eps, classes = self.label_smoothing, self.p.shape[1]
         if self.reduction == "mean":
             scale = self.w * (grad / self.normalizer)

@@ -50,12 +50,12 @@ def test_numbers_become_plain_python_numbers():
     assert type(settings.guidance_scale) is float and settings.guidance_scale == 1.5
 
 
-def test_settings_takes_a_sampling_a_dict_of_changes_or_nothing():
-    assert sampling.settings(BASE) is BASE
-    assert sampling.settings(BASE, {"steps": 4}) == BASE.replace(steps=4)
-    assert sampling.settings(BASE, SUPERRES) is SUPERRES
+def test_resolve_takes_a_sampling_a_dict_of_changes_or_nothing():
+    assert sampling.resolve(BASE) is BASE
+    assert sampling.resolve(BASE, {"steps": 4}) == BASE.replace(steps=4)
+    assert sampling.resolve(BASE, SUPERRES) is SUPERRES
     with pytest.raises(TypeError, match="dict of changes"):
-        sampling.settings(BASE, 12)
+        sampling.resolve(BASE, 12)
 
 
 def test_prompts_one_for_all_or_one_each():

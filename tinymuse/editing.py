@@ -292,8 +292,8 @@ def edit(pipeline, image, prompt, *, base=None, superres=None, region=None,
     ``base`` and ``superres`` are :class:`~tinymuse.sampling.Sampling` settings or dicts of
     changes to the defaults.
     """
-    base = sampling.settings(sampling.EDIT, base)
-    superres = sampling.settings(sampling.EDIT_SUPERRES, superres)
+    base = sampling.resolve(sampling.EDIT, base)
+    superres = sampling.resolve(sampling.EDIT_SUPERRES, superres)
     images = load_images(image, pipeline.image_size)
     prompts = sampling.one_each(prompt, len(images), "image")
     negatives = sampling.negative_prompt_list(negative_prompt, len(prompts))

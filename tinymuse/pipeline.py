@@ -207,8 +207,8 @@ class Pipeline:
         (inpainting). The base stage draws first; the super-resolution stage then draws on its
         tokens. Options as :meth:`generate`."""
         prompts = sampling.prompt_list(prompts)
-        base = sampling.settings(sampling.BASE, base)
-        superres = sampling.settings(sampling.SUPERRES, superres)
+        base = sampling.resolve(sampling.BASE, base)
+        superres = sampling.resolve(sampling.SUPERRES, superres)
         negatives = sampling.negative_prompt_list(negative_prompt, len(prompts))
         self.check_output(output)
         (low, high), (low_mask, high_mask) = tokens or (None, None), masks or (None, None)

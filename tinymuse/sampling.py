@@ -34,7 +34,7 @@ import numbers
 from dataclasses import dataclass
 
 __all__ = ["Sampling", "SamplingError", "BASE", "SUPERRES", "EDIT", "EDIT_SUPERRES",
-           "GUIDANCE_SCHEDULES", "settings", "prompt_list", "one_each", "negative_prompt_list"]
+           "GUIDANCE_SCHEDULES", "resolve", "prompt_list", "one_each", "negative_prompt_list"]
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
 
@@ -134,7 +134,7 @@ EDIT_SUPERRES = SUPERRES.replace(guidance_scale=EDIT.guidance_scale,
                                  temperature=EDIT.temperature, top_k=EDIT.top_k)
 
 
-def settings(default: Sampling, given=None) -> Sampling:
+def resolve(default: Sampling, given=None) -> Sampling:
     """The settings a caller asked for: ``default`` itself (``given=None``), a
     :class:`Sampling`, or ``default`` with a dict of changes (``{"steps": 12}``)."""
     if given is None:

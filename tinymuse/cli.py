@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from . import __version__, sampling
+from . import __version__, files, sampling
 from .pipeline_files import BUNDLED
 
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
@@ -318,8 +318,7 @@ def cmd_eval(args) -> int:
         results["settings"] = {"pipeline": str(pipeline_dir(args.pipeline)), "seed": args.seed,
                                "base": dataclasses.asdict(options["base"]),
                                "superres": dataclasses.asdict(options["superres"])}
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(results, indent=1))
+        files.write_text(args.out, json.dumps(results, indent=1))
         print(f"wrote {args.out}")
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0

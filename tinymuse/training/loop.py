@@ -49,7 +49,7 @@ from typing import Callable
 
 import numpy as np
 
-from .. import backend, checkpoint, nn, optim
+from .. import backend, checkpoint, files, nn, optim
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingDiverged", "fit", "batch_rows",
            "step_generator", "CHECKPOINT", "LOG"]
@@ -213,8 +213,7 @@ class _Run:
                 + "): continue it with the settings it was started with, or train in a new "
                   "folder")
         state = checkpoint.load_training_state(path, self.state, self.optimizer,
-                                               self.scheduler, self.generators,
-                                               config=self.record)
+                                               self.scheduler, self.generators)
         self.earlier_seconds = state.extra["seconds"]
         _truncate_log(self.out_dir / LOG, state.step)
         return state.step
@@ -303,7 +302,7 @@ def _truncate_log(path: Path, step: int) -> None:
         return
     kept = [line for line in path.read_text(encoding="utf-8").splitlines()
             if line and json.loads(line)["step"] <= step]
-    path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+    files.write_text(path, "".join(line + "\n" for line in kept))
 
 
 def _progress_bar(config: TrainConfig, start: int, end: int, title: str):

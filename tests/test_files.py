@@ -49,3 +49,18 @@ def test_copies_are_whole_and_files_get_the_umasks_permissions(tmp_path):
         os.umask(previous)
     assert (tmp_path / "b.txt").read_text() == "text"
     assert (tmp_path / "b.txt").stat().st_mode & 0o777 == 0o640
+
+
+@pytest.mark.parametrize("links", [True, False], ids=["hard links", "no hard links"])
+def test_a_write_that_must_not_overwrite_keeps_the_existing_file(tmp_path, monkeypatch, links):
+    if not links:
+        def no_links(source, target):
+            raise OSError("this file system has no hard links")
+        monkeypatch.setattr(os, "link", no_links)
+    path = tmp_path / "picture.png"
+    files.write_bytes(path, b"mine", overwrite=False)
+    assert path.read_bytes() == b"mine"
+    with pytest.raises(FileExistsError, match="picture.png exists"):
+        files.write_bytes(path, b"new", overwrite=False)
+    assert path.read_bytes() == b"mine"
+    assert [p.name for p in tmp_path.iterdir()] == ["picture.png"], "no temporary is left"

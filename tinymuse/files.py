@@ -12,7 +12,12 @@ incomplete. The remedy is to write somewhere else and swap:
 
 Whoever reads the target sees the old file or the new one, never a mixture. Every file
 tinymuse writes for later use goes through :func:`atomic_path` (checkpoints, pipeline folders,
-run records).
+run records, the pictures and scores the command writes).
+
+A file the user did not ask to replace must not be replaced either: ``overwrite=False`` makes
+step 3 a hard link instead of a rename (``os.link`` refuses an existing name, so no other
+program can slip a file in between a check and the write), and raises
+:class:`FileExistsError` if the name is taken.
 """
 from __future__ import annotations
 
@@ -42,11 +47,30 @@ def _fsync_directory(directory: Path) -> None:
         os.close(handle)
 
 
+def _publish(temporary: Path, target: Path, overwrite: bool) -> None:
+    if overwrite:
+        os.replace(temporary, target)
+        return
+    try:
+        os.link(temporary, target)
+    except FileExistsError:
+        raise FileExistsError(f"{target} exists already; choose another name or allow "
+                              f"replacing it") from None
+    except OSError:  # a file system without hard links: check, then rename
+        if target.exists():
+            raise FileExistsError(f"{target} exists already; choose another name or allow "
+                                  f"replacing it") from None
+        os.replace(temporary, target)
+        return
+    os.unlink(temporary)
+
+
 @contextlib.contextmanager
-def atomic_path(path) -> Iterator[Path]:
+def atomic_path(path, overwrite: bool = True) -> Iterator[Path]:
     """``with atomic_path(target) as temporary:`` write the file at ``temporary``; when the
     block ends without an error it is flushed and renamed over ``target``, and on an error it
-    is deleted and ``target`` is left as it was. The directory is created if needed."""
+    is deleted and ``target`` is left as it was. The directory is created if needed. With
+    ``overwrite=False`` an existing ``target`` is kept and :class:`FileExistsError` raised."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.parent / f".{target.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp"
@@ -57,7 +81,7 @@ def atomic_path(path) -> Iterator[Path]:
         # Some writers create files readable by their owner only; give the file the
         # permissions any other file of this process gets.
         os.chmod(temporary, 0o666 & ~_umask())
-        os.replace(temporary, target)
+        _publish(temporary, target, overwrite)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(temporary)
@@ -65,16 +89,18 @@ def atomic_path(path) -> Iterator[Path]:
     _fsync_directory(target.parent)
 
 
-def write_text(path, text: str) -> Path:
-    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path."""
-    with atomic_path(path) as temporary:
+def write_text(path, text: str, overwrite: bool = True) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` atomically; returns the path. ``overwrite=False``
+    refuses an existing file (:class:`FileExistsError`)."""
+    with atomic_path(path, overwrite) as temporary:
         temporary.write_text(text, encoding="utf-8")
     return Path(path)
 
 
-def write_bytes(path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically; returns the path."""
-    with atomic_path(path) as temporary:
+def write_bytes(path, data: bytes, overwrite: bool = True) -> Path:
+    """Write ``data`` to ``path`` atomically; returns the path. ``overwrite=False`` refuses
+    an existing file (:class:`FileExistsError`)."""
+    with atomic_path(path, overwrite) as temporary:
         temporary.write_bytes(data)
     return Path(path)
 

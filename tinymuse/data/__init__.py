@@ -13,8 +13,9 @@ from .grammar import (
     parse_caption,
     write_caption,
 )
-from .grid import image_grid, save_image_grid
-from .images import to_model_images, to_uint8_images
+from .grid import encode_grid_png, image_grid, save_image_grid
+from .images import (MAX_PICTURE_PIXELS, PictureError, encode_png, parameters_summary,
+                     read_picture, read_png_parameters, to_model_images, to_uint8_images)
 from .loader import Batch, DataLoader
 from .render import render_scene
 from .shapes import (ShapesDataset, ShapesExample, sample_spec, sample_text, shapes_captions,
@@ -23,6 +24,7 @@ from .spec import GlyphSpec, ObjectSpec, PlacedGlyph, PlacedObject, Scene, Scene
 from .token_cache import TokenCache, encode_dataset_captions, load_token_cache, save_token_cache
 
 __all__ = [
+    "MAX_PICTURE_PIXELS",
     "Batch",
     "CaptionError",
     "CaptionSyntaxError",
@@ -30,6 +32,7 @@ __all__ = [
     "GlyphSpec",
     "ImageCaptionFolder",
     "ObjectSpec",
+    "PictureError",
     "PlacedGlyph",
     "PlacedObject",
     "Scene",
@@ -40,11 +43,16 @@ __all__ = [
     "UnknownWordError",
     "check_words",
     "encode_dataset_captions",
+    "encode_grid_png",
+    "encode_png",
     "image_grid",
     "known_words",
     "load_square_image",
     "load_token_cache",
+    "parameters_summary",
     "parse_caption",
+    "read_picture",
+    "read_png_parameters",
     "render_scene",
     "sample_scene",
     "sample_spec",

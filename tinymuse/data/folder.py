@@ -24,23 +24,23 @@ import numpy as np
 from PIL import Image, ImageOps
 from tqdm.auto import tqdm
 
+from .images import read_picture
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 METADATA_FILE = "metadata.jsonl"
 
 
 def load_square_image(path, resolution):
     """Open an image file, center-crop it to a square, resize it to ``resolution`` pixels and
-    return it as uint8 RGB ``[resolution, resolution, 3]``. Transparent pixels become white."""
-    with Image.open(path) as image:
-        image.draft("RGB", (resolution, resolution))  # lets JPEG decode at a smaller scale
-        image = ImageOps.exif_transpose(image)  # photos stored sideways, turned upright
-        if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-            rgba = image.convert("RGBA")
-            image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-            image.alpha_composite(rgba)
-        image = image.convert("RGB")
-        square = ImageOps.fit(image, (resolution, resolution), method=Image.LANCZOS)
-        return np.asarray(square)
+    return it as uint8 RGB ``[resolution, resolution, 3]``. Transparent pixels become white.
+
+    The file is read by :func:`~tinymuse.data.images.read_picture` (16-bit, CMYK, palette,
+    sideways photos; a bad file is a :class:`~tinymuse.data.images.PictureError`), letting a
+    JPEG decode at a smaller scale that is still at least ``resolution`` on a side."""
+    picture = read_picture(path, draft_size=(resolution, resolution))
+    square = ImageOps.fit(Image.fromarray(picture), (resolution, resolution),
+                          method=Image.LANCZOS)
+    return np.asarray(square)
 
 
 class ImageCaptionFolder:

@@ -22,9 +22,12 @@ def test_the_defaults_are_valid_frozen_settings():
 
 @pytest.mark.parametrize("setting, value, requirement", [
     ("steps", 0, "whole number >= 1"), ("steps", 2.5, "whole number >= 1"),
-    ("steps", True, "whole number >= 1"), ("iterations", 0, "whole number >= 1"),
-    ("temperature", -1.0, "finite number >= 0"), ("temperature", math.inf, "finite number"),
-    ("choice_temperature", math.nan, "finite number"), ("guidance_scale", "3", "finite number"),
+    ("steps", True, "whole number >= 1"), ("iterations", 0, "whole number from 1 to 1000"),
+    ("iterations", 100000, "whole number from 1 to 1000"),
+    ("temperature", -1.0, "number from 0 to 100"), ("temperature", math.inf, "from 0 to 100"),
+    ("choice_temperature", math.nan, "from 0 to 100"), ("guidance_scale", "3", "from 0 to 100"),
+    ("guidance_scale", 1e308, "from 0 to 100"), ("guidance_scale", math.inf, "from 0 to 100"),
+    ("choice_temperature", 1e300, "from 0 to 100"),
     ("guidance_schedule", "cosine", "must be one of"), ("top_k", 0, "whole number >= 1 or None"),
     ("top_k", 2.0, "whole number"), ("fraction", 0.0, r"must lie in \(0, 1\]"),
     ("fraction", 1.5, r"must lie in \(0, 1\]"),
@@ -34,6 +37,21 @@ def test_a_setting_that_cannot_work_is_refused_by_name(setting, value, requireme
         BASE.replace(**{setting: value})
     assert error.value.setting == setting
     assert error.value.renamed("--flag").startswith("--flag ")
+
+
+def test_the_largest_allowed_values_are_accepted():
+    settings = BASE.replace(temperature=100, choice_temperature=100, guidance_scale=100,
+                            iterations=1000)
+    assert (settings.temperature, settings.iterations) == (100.0, 1000)
+
+
+def test_a_grid_refuses_more_steps_than_tokens_and_top_k_beyond_its_codebook():
+    BASE.replace(steps=64, top_k=16).check_grid(num_tokens=64, codebook_size=16)
+    with pytest.raises(SamplingError, match="^steps must be at most the 64 tokens") as error:
+        BASE.replace(steps=65).check_grid(num_tokens=64, codebook_size=16)
+    assert error.value.setting == "steps"
+    with pytest.raises(SamplingError, match="^top_k must be at most the 16 codes"):
+        BASE.replace(top_k=17).check_grid(num_tokens=64, codebook_size=16)
 
 
 def test_replace_refuses_unknown_settings_and_leaves_the_default_alone():

@@ -37,13 +37,18 @@ def cuda_available() -> bool:
         return False
 
 
-def _check_device(device: str) -> str:
+class DeviceError(RuntimeError):
+    """The device asked for cannot be used here (no CuPy, or no GPU)."""
+
+
+def check_device(device: str) -> str:
+    """``device`` itself if it can be used here; otherwise a one-line error saying why."""
     if device not in DEVICES:
         raise ValueError(f"unknown device {device!r}; choose one of {DEVICES}")
     if device == "cuda" and not cuda_available():
         reason = (f"CuPy failed to import ({_CUPY_IMPORT_ERROR})" if _cupy is None
                   else "CuPy found no GPU")
-        raise RuntimeError(f"device 'cuda' is not available: {reason}. "
+        raise DeviceError(f"device 'cuda' is not available: {reason}. "
                            "Install the GPU extra with `pip install tinymuse[gpu]` "
                            "on a machine with an NVIDIA GPU, or use device='cpu'.")
     return device
@@ -51,7 +56,7 @@ def _check_device(device: str) -> str:
 
 def xp_for(device: str):
     """The array module for a device name: numpy for 'cpu', cupy for 'cuda'."""
-    return np if _check_device(device) == "cpu" else _cupy
+    return np if check_device(device) == "cpu" else _cupy
 
 
 def get_array_module(array):
@@ -68,7 +73,7 @@ def device_of(array) -> str:
 
 def to_device(array, device: str):
     """Copy ``array`` to ``device`` (no copy when it is already there)."""
-    if device_of(array) == _check_device(device):
+    if device_of(array) == check_device(device):
         return array
     if device == "cpu":
         return _cupy.asnumpy(array)
@@ -83,7 +88,7 @@ def to_numpy(array) -> np.ndarray:
 def set_default_device(device: str) -> None:
     """Device for tensors created without an explicit ``device=``."""
     global _default_device
-    _default_device = _check_device(device)
+    _default_device = check_device(device)
 
 
 def get_default_device() -> str:

@@ -66,7 +66,7 @@ from .tensor import Tensor
 
 __all__ = ["DecodeStep", "DecodeResult", "log_softmax", "sample_tokens", "guidance_scale_at",
            "decode", "generate", "mask_free_edit_step", "mask_free_edit", "sample_stage",
-           "edit_stage"]
+           "edit_stage", "stage_hook"]
 
 
 class DecodeStep(NamedTuple):
@@ -208,8 +208,8 @@ def _check_guidance(guidance_scale, uncond_condition):
 
 def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, settings: Sampling,
            mask=None, uncond_condition=None, concat_conditions: Callable | None = None,
-           generator: backend.Generator | None = None,
-           return_intermediates: bool = False) -> DecodeResult:
+           generator: backend.Generator | None = None, return_intermediates: bool = False,
+           on_step: Callable[[int, int], None] | None = None) -> DecodeResult:
     """Fill in the masked positions of ``tokens`` (``(B, N)`` ints) in ``settings.steps`` steps.
 
     The positions to generate are ``mask`` (``(B, N)`` bools) if given, else
@@ -239,6 +239,8 @@ def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, setting
     :func:`sample_tokens` (shape ``(P, K)``, ``(P, k)`` with top-k, none if
     greedy), then, before the last step, one ``generator.gumbel((P,))`` for
     the choice noise (none once ``τ_t = 0``).
+
+    ``on_step(done, total)``, if given, is called after each step (a progress bar's hook).
     """
     xp = get_array_module(tokens)
     generator = generator or backend.default_generator
@@ -277,6 +279,8 @@ def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, setting
             masked = xp.zeros_like(masked)
         if return_intermediates:
             intermediates.append(DecodeStep(tokens.copy(), masked.copy()))
+        if on_step is not None:
+            on_step(t + 1, steps)
     return DecodeResult(tokens, intermediates)
 
 
@@ -340,7 +344,8 @@ def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
                    settings: Sampling, region=None, uncond_condition=None,
                    concat_conditions: Callable | None = None,
                    generator: backend.Generator | None = None,
-                   return_intermediates: bool = False) -> DecodeResult:
+                   return_intermediates: bool = False,
+                   on_step: Callable[[int, int], None] | None = None) -> DecodeResult:
     """Edit an image's tokens towards ``condition`` without a user-drawn mask (Muse §2.6).
 
     Repeats :func:`mask_free_edit_step` ``settings.iterations`` times: each time about
@@ -348,11 +353,12 @@ def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
     resampled, so the image drifts towards the new prompt while keeping most
     of its structure (:data:`tinymuse.sampling.EDIT` holds Muse's settings). The model is
     called once per iteration, twice with guidance unless ``concat_conditions`` is given.
-    Intermediates hold, per iteration, the grid and the positions just resampled.
+    Intermediates hold, per iteration, the grid and the positions just resampled;
+    ``on_step(done, total)`` is called after each iteration.
     """
     _check_guidance(settings.guidance_scale, uncond_condition)
     intermediates = [] if return_intermediates else None
-    for _ in range(settings.iterations):
+    for done in range(1, settings.iterations + 1):
         step = mask_free_edit_step(logits_fn, tokens, condition, mask_id=mask_id,
                                    settings=settings, region=region,
                                    uncond_condition=uncond_condition,
@@ -360,6 +366,8 @@ def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
         tokens = step.tokens
         if return_intermediates:
             intermediates.append(step)
+        if on_step is not None:
+            on_step(done, settings.iterations)
     return DecodeResult(tokens, intermediates)
 
 
@@ -397,7 +405,7 @@ def _start_grid(model, batch: int, tokens, mask):
 
 def sample_stage(model, prompts, settings: Sampling, *, low_tokens=None, tokens=None,
                  mask=None, negative_prompts=None, generator: backend.Generator | None = None,
-                 return_intermediates: bool = False) -> DecodeResult:
+                 return_intermediates: bool = False, on_step=None) -> DecodeResult:
     """Draw token grids for ``prompts`` with a token model (a
     :class:`~tinymuse.models.BaseTransformer` or a
     :class:`~tinymuse.models.SuperResTransformer`, which also reads the base stage's
@@ -407,10 +415,12 @@ def sample_stage(model, prompts, settings: Sampling, *, low_tokens=None, tokens=
     back afterwards. Guidance contrasts each prompt with the empty prompt or with its
     ``negative_prompts``; the conditional and unconditional rows run as one batch per step.
     Given ``tokens`` (B, H, W) and a bool ``mask`` of the same shape, only the masked
-    positions are drawn and every other one is kept (inpainting). Returns the
-    :class:`DecodeResult` with ``tokens`` as a NumPy int64 array (B, H, W).
+    positions are drawn and every other one is kept (inpainting). ``on_step(done, total)``
+    is called after each step. Returns the :class:`DecodeResult` with ``tokens`` as a NumPy
+    int64 array (B, H, W).
     """
     prompts = list(prompts)
+    settings.check_grid(model.config.num_tokens, model.config.codebook_size)
     with nn.evaluation_mode(model):
         condition, uncond = _contexts(model, prompts, negative_prompts,
                                       settings.guidance_scale, low_tokens)
@@ -418,24 +428,35 @@ def sample_stage(model, prompts, settings: Sampling, *, low_tokens=None, tokens=
         result = decode(model.logits, start, condition, mask_id=model.mask_id,
                         settings=settings, mask=mask, uncond_condition=uncond,
                         concat_conditions=type(condition).concat, generator=generator,
-                        return_intermediates=return_intermediates)
+                        return_intermediates=return_intermediates, on_step=on_step)
     grid = model.config.grid_size
     result.tokens = backend.to_numpy(result.tokens).reshape(len(prompts), grid, grid)
     return result
 
 
 def edit_stage(model, prompts, tokens, settings: Sampling, *, region=None,
-               negative_prompts=None, generator: backend.Generator | None = None):
+               negative_prompts=None, generator: backend.Generator | None = None,
+               on_step=None):
     """Mask-free editing (:func:`mask_free_edit`) of a token model's grids ``tokens``
     (B, H, W) towards ``prompts``, resampling only inside ``region`` (bool (B, H, W)) if
-    given; the model's mode is handled as in :func:`sample_stage`. Returns the edited grids
-    as a NumPy int64 array of the same shape."""
+    given; the model's mode and ``on_step`` (after each iteration) are as in
+    :func:`sample_stage`. Returns the edited grids as a NumPy int64 array of the same shape."""
     prompts = list(prompts)
+    settings.check_grid(model.config.num_tokens, model.config.codebook_size)
     with nn.evaluation_mode(model):
         condition, uncond = _contexts(model, prompts, negative_prompts,
                                       settings.guidance_scale, None)
         start, allowed = _start_grid(model, len(prompts), tokens, region)
         result = mask_free_edit(model.logits, start, condition, mask_id=model.mask_id,
                                 settings=settings, region=allowed, uncond_condition=uncond,
-                                concat_conditions=type(condition).concat, generator=generator)
+                                concat_conditions=type(condition).concat, generator=generator,
+                                on_step=on_step)
     return backend.to_numpy(result.tokens).reshape(np.shape(tokens))
+
+
+def stage_hook(callback, stage: str):
+    """A decoding loop's ``on_step(done, total)`` that reports to ``callback(stage, done,
+    total)``, the hook of the pipeline's methods; None without a callback."""
+    if callback is None:
+        return None
+    return lambda done, total: callback(stage, done, total)

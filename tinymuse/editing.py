@@ -48,7 +48,8 @@ import numpy as np
 from PIL import Image
 
 from . import backend, sampling
-from .decoding import edit_stage, sample_stage
+from .data.images import read_picture
+from .decoding import edit_stage, sample_stage, stage_hook
 from .tensor import Tensor
 
 __all__ = ["load_images", "load_pixel_mask", "token_mask", "downsample", "shift_canvas",
@@ -61,11 +62,9 @@ __all__ = ["load_images", "load_pixel_mask", "token_mask", "downsample", "shift_
 
 
 def _read_picture(path, what: str) -> np.ndarray:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no {what} file at {path}")
-    with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"))
+    """A picture file → uint8 (H, W, 3), through the one reader of users' files (16-bit and
+    transparent pictures included; a bad file is a one-line PictureError naming it)."""
+    return read_picture(path, what)
 
 
 def load_images(images, size: int) -> np.ndarray:
@@ -243,7 +242,7 @@ def _check_covers_each_image(mask: np.ndarray, what: str) -> None:
 
 def inpaint(pipeline, image, pixel_mask, prompt, *, base=None, superres=None,
             negative_prompt=None, seed: int | None = None, output: str = "float",
-            return_tokens: bool = False):
+            return_tokens: bool = False, callback=None):
     """Redraw the pixels of ``image`` where ``pixel_mask`` is True to fit ``prompt``; every
     token outside the mask (at both resolutions) is kept exactly (see the module docstring).
     ``image`` as :func:`load_images`, ``pixel_mask`` as :func:`load_pixel_mask`; the other
@@ -256,7 +255,7 @@ def inpaint(pipeline, image, pixel_mask, prompt, *, base=None, superres=None,
     masks = (token_mask(mask, low.shape[-1]), token_mask(mask, high.shape[-1]))
     return pipeline.redraw(prompts, (low, high), masks, base=base, superres=superres,
                            negative_prompt=negative_prompt, seed=seed, output=output,
-                           return_tokens=return_tokens)
+                           return_tokens=return_tokens, callback=callback)
 
 
 def outpaint(pipeline, image, prompt, *, shift=None, extend=None, fill: float = 0.0,
@@ -280,7 +279,7 @@ def outpaint(pipeline, image, prompt, *, shift=None, extend=None, fill: float = 
 
 def edit(pipeline, image, prompt, *, base=None, superres=None, region=None,
          negative_prompt=None, seed: int | None = None, output: str = "float",
-         return_tokens: bool = False):
+         return_tokens: bool = False, callback=None):
     """Mask-free editing (Muse §2.6): move ``image`` towards ``prompt`` without a mask.
 
     ``base`` (default :data:`tinymuse.sampling.EDIT`) says how: ``iterations`` times, about
@@ -290,7 +289,8 @@ def edit(pipeline, image, prompt, *, base=None, superres=None, region=None,
     base token that changed are redrawn with ``superres`` (default
     :data:`tinymuse.sampling.EDIT_SUPERRES`) on the new base tokens; the others are kept.
     ``base`` and ``superres`` are :class:`~tinymuse.sampling.Sampling` settings or dicts of
-    changes to the defaults.
+    changes to the defaults. ``callback(stage, done, total)`` is called after each editing
+    iteration (stage ``"edit"``) and each super-resolution step (``"superres"``).
     """
     base = sampling.resolve(sampling.EDIT, base)
     superres = sampling.resolve(sampling.EDIT_SUPERRES, superres)
@@ -306,11 +306,12 @@ def edit(pipeline, image, prompt, *, base=None, superres=None, region=None,
         _check_covers_each_image(allowed, "region")
     generator = pipeline.generator(seed)
     new_low = edit_stage(pipeline.base, prompts, low, base, region=allowed,
-                         negative_prompts=negatives, generator=generator)
+                         negative_prompts=negatives, generator=generator,
+                         on_step=stage_hook(callback, "edit"))
     scale = high.shape[-1] // grid
     redraw = (new_low != low).repeat(scale, axis=1).repeat(scale, axis=2)
     if redraw.any():
         high = sample_stage(pipeline.superres, prompts, superres, low_tokens=new_low,
                             tokens=high, mask=redraw, negative_prompts=negatives,
-                            generator=generator).tokens
+                            generator=generator, on_step=stage_hook(callback, "superres")).tokens
     return pipeline.finish(new_low, high, output, return_tokens)

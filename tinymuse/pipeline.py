@@ -32,7 +32,7 @@ from PIL import Image
 from . import backend, editing, nn, pipeline_files, sampling
 from .data.images import to_uint8_images
 from .data.shapes import shapes_captions
-from .decoding import sample_stage
+from .decoding import sample_stage, stage_hook
 from .models import (BaseTransformer, BaseTransformerConfig, SuperResTransformer,
                      SuperResTransformerConfig)
 from .text import TextEncoder, TextEncoderConfig, Tokenizer
@@ -182,7 +182,8 @@ class Pipeline:
 
     # -------------------------------------------------------- generation
     def generate(self, prompts, *, base=None, superres=None, negative_prompt=None,
-                 seed: int | None = None, output: str = "float", return_tokens: bool = False):
+                 seed: int | None = None, output: str = "float", return_tokens: bool = False,
+                 callback=None):
         """Draw one image per prompt.
 
         ``prompts``: a string or a list of strings. ``base`` and ``superres``: how each stage
@@ -191,16 +192,20 @@ class Pipeline:
         ``base={"steps": 12, "guidance_scale": 3.0}``). Guidance contrasts each prompt with
         the empty prompt, or with ``negative_prompt`` (a string for all, or one per prompt).
         ``seed``: the same seed gives the same images (``None``: draw from
-        ``tinymuse.manual_seed``'s generator). Returns the images (see ``output`` in the
-        module docstring) or, with ``return_tokens``, a :class:`PipelineOutput`.
+        ``tinymuse.manual_seed``'s generator; a :class:`tinymuse.backend.Generator`: go on
+        drawing from it). ``callback(stage, done, total)``, if given, is
+        called after each decoding step, with ``stage`` ``"base"`` or ``"superres"`` (for a
+        progress bar). An empty prompt draws the unconditional sample: the picture the model
+        draws with no text at all. Returns the images (see ``output`` in the module
+        docstring) or, with ``return_tokens``, a :class:`PipelineOutput`.
         """
         return self.redraw(prompts, base=base, superres=superres,
                            negative_prompt=negative_prompt, seed=seed, output=output,
-                           return_tokens=return_tokens)
+                           return_tokens=return_tokens, callback=callback)
 
     def redraw(self, prompts, tokens=None, masks=None, *, base=None, superres=None,
                negative_prompt=None, seed: int | None = None, output: str = "float",
-               return_tokens: bool = False):
+               return_tokens: bool = False, callback=None):
         """The one generation path. Without ``tokens`` it draws everything (:meth:`generate`);
         given ``tokens = (base_tokens, superres_tokens)`` (B, 8, 8) and (B, 16, 16) and bool
         ``masks`` of the same shapes, it draws only the masked tokens and keeps every other one
@@ -214,10 +219,11 @@ class Pipeline:
         (low, high), (low_mask, high_mask) = tokens or (None, None), masks or (None, None)
         generator = self.generator(seed)
         low = sample_stage(self.base, prompts, base, tokens=low, mask=low_mask,
-                           negative_prompts=negatives, generator=generator).tokens
+                           negative_prompts=negatives, generator=generator,
+                           on_step=stage_hook(callback, "base")).tokens
         high = sample_stage(self.superres, prompts, superres, low_tokens=low, tokens=high,
-                            mask=high_mask, negative_prompts=negatives,
-                            generator=generator).tokens
+                            mask=high_mask, negative_prompts=negatives, generator=generator,
+                            on_step=stage_hook(callback, "superres")).tokens
         return self.finish(low, high, output, return_tokens)
 
     def inpaint(self, image, pixel_mask, prompt, **options):
@@ -235,13 +241,19 @@ class Pipeline:
         (:func:`tinymuse.editing.edit`)."""
         return editing.edit(self, image, prompt, **options)
 
-    def generator(self, seed: int | None) -> backend.Generator:
-        """The generator all draws of one call come from: ``Generator(seed)``, or the library's
-        default generator for ``seed=None``."""
+    def generator(self, seed) -> backend.Generator:
+        """The generator all draws of one call come from: ``Generator(seed)``, the library's
+        default generator for ``seed=None``, or ``seed`` itself if it is a
+        :class:`tinymuse.backend.Generator` (its draws go on from call to call, so several
+        calls make one stream, as one call on all their prompts would not)."""
         if seed is None:
             return backend.default_generator
+        if isinstance(seed, backend.Generator):
+            return seed
         if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
             raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if seed < 0:
+            raise ValueError(f"seed must be a whole number >= 0, got {seed}")
         return backend.Generator(int(seed))
 
     @staticmethod
@@ -282,6 +294,12 @@ class Pipeline:
         float32. Returns the path."""
         return pipeline_files.save_parts(path, self.tokenizer, self.base_vq, self.base,
                                          self.superres_vq, self.superres, dtype=dtype)
+
+    @classmethod
+    def from_pretrained(cls, path=None, device: str = "cpu") -> "Pipeline":
+        """The bundled weights (``path=None``), from any working directory; or the pipeline
+        in ``path``, a folder written by :meth:`save` or a ``tinymuse train`` run folder."""
+        return cls.load(pipeline_files.find_pipeline(path), device)
 
     @classmethod
     def load(cls, path, device: str = "cpu") -> "Pipeline":

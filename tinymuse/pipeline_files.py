@@ -31,7 +31,8 @@ from .models import (BaseTransformer, BaseTransformerConfig, SuperResTransformer
 from .text import TextEncoder, TextEncoderConfig, Tokenizer
 from .vq import VQConfig, VQTokenizer
 
-__all__ = ["save_parts", "load_parts", "BUNDLED", "FORMAT", "CONFIG_FILE", "FILES", "DTYPES"]
+__all__ = ["save_parts", "load_parts", "find_pipeline", "BUNDLED", "RUN_PIPELINE", "FORMAT",
+           "CONFIG_FILE", "FILES", "DTYPES"]
 
 BUNDLED = Path(__file__).resolve().parent / "assets"  # the weights that ship with tinymuse
 
@@ -42,6 +43,32 @@ FILES = {"text_encoder": "text_encoder.safetensors", "base_vq": "base_vq.safeten
          "base": "base.safetensors", "superres_vq": "superres_vq.safetensors",
          "superres": "superres.safetensors"}
 DTYPES = ("float32", "float16")
+RUN_PIPELINE = "pipeline"  # the folder inside a training run where its last stage saves one
+TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
+
+
+def find_pipeline(path=None) -> Path:
+    """The pipeline folder meant by ``path``: the bundled weights for ``None`` (found beside
+    the installed package, from any working directory), a folder written by
+    :func:`save_parts`, or a training run folder, whose pipeline is in ``pipeline/``."""
+    if path is None:
+        if not (BUNDLED / CONFIG_FILE).is_file():
+            raise FileNotFoundError(f"no bundled weights in {BUNDLED}: this copy of tinymuse "
+                                    f"ships without them. Train a pipeline with "
+                                    f"`{TRAIN_COMMAND}` and load runs/cascade")
+        return BUNDLED
+    folder = Path(path)
+    if (folder / RUN_PIPELINE / CONFIG_FILE).is_file():
+        return folder / RUN_PIPELINE
+    if not folder.exists():
+        raise FileNotFoundError(f"no pipeline at {folder}: give a folder saved by "
+                                f"Pipeline.save or a training run folder (`{TRAIN_COMMAND}`)")
+    if folder.is_dir() and not (folder / CONFIG_FILE).exists() and any(folder.iterdir()) \
+            and not any(folder.glob("*.safetensors")):
+        raise FileNotFoundError(f"{folder} holds no pipeline yet: if it is a training run, "
+                                f"its last stage has not run; finish it with `tinymuse train "
+                                f"--out {folder} --resume`")
+    return folder
 
 
 def save_parts(path, tokenizer, base_vq, base, superres_vq, superres,

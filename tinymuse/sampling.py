@@ -34,9 +34,18 @@ import numbers
 from dataclasses import dataclass
 
 __all__ = ["Sampling", "SamplingError", "BASE", "SUPERRES", "EDIT", "EDIT_SUPERRES",
-           "GUIDANCE_SCHEDULES", "resolve", "prompt_list", "one_each", "negative_prompt_list"]
+           "GUIDANCE_SCHEDULES", "LIMITS", "resolve", "prompt_list", "one_each",
+           "negative_prompt_list"]
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
+
+# The largest values a setting may take, so that a typing slip cannot start a run without
+# end or a silent overflow: a temperature of 100 already samples almost uniformly, guidance
+# of 100 outweighs the model's own prediction a hundredfold (far larger values overflow
+# float32 logits), and a thousand editing iterations, each a model call, resample every
+# token dozens of times over.
+LIMITS = {"temperature": 100.0, "choice_temperature": 100.0, "guidance_scale": 100.0,
+          "iterations": 1000}
 
 
 class SamplingError(ValueError):
@@ -78,15 +87,18 @@ class Sampling:
 
     def __post_init__(self):
         for name in ("steps", "iterations"):
-            if not _whole(getattr(self, name)) or getattr(self, name) < 1:
-                raise SamplingError(name, "must be a whole number >= 1", getattr(self, name))
+            value = getattr(self, name)
+            if not _whole(value) or not 1 <= value <= LIMITS.get(name, math.inf):
+                bound = f" from 1 to {LIMITS[name]}" if name in LIMITS else " >= 1"
+                raise SamplingError(name, f"must be a whole number{bound}", value)
         zero_means = {"temperature": "always the likeliest token",
                       "choice_temperature": "keep the most confident tokens, no noise",
                       "guidance_scale": "no guidance"}
         for name, meaning in zero_means.items():
             value = getattr(self, name)
-            if not _real(value) or value < 0:
-                raise SamplingError(name, f"must be a finite number >= 0 (0: {meaning})", value)
+            if not _real(value) or not 0 <= value <= LIMITS[name]:
+                raise SamplingError(name, f"must be a number from 0 to {LIMITS[name]:g} "
+                                    f"(0: {meaning})", value)
         if self.guidance_schedule not in GUIDANCE_SCHEDULES:
             raise SamplingError("guidance_schedule", f"must be one of {GUIDANCE_SCHEDULES}",
                                 self.guidance_schedule)
@@ -102,6 +114,17 @@ class Sampling:
         for name in ("steps", "iterations", "top_k"):
             if getattr(self, name) is not None:
                 object.__setattr__(self, name, int(getattr(self, name)))
+
+    def check_grid(self, num_tokens: int, codebook_size: int) -> None:
+        """Refuse settings that a grid of ``num_tokens`` tokens of ``codebook_size`` codes
+        cannot use: more decoding steps than tokens (a step would reveal nothing), a top-k
+        over more codes than there are."""
+        if self.steps > num_tokens:
+            raise SamplingError("steps", f"must be at most the {num_tokens} tokens of the "
+                                f"stage's grid (each step reveals at least one)", self.steps)
+        if self.top_k is not None and self.top_k > codebook_size:
+            raise SamplingError("top_k", f"must be at most the {codebook_size} codes of the "
+                                f"stage's codebook", self.top_k)
 
     def replace(self, **changes) -> "Sampling":
         """A copy with ``changes``, checked like a new one."""

@@ -32,13 +32,14 @@ PAD_ID, UNK_ID, BOS_ID, EOS_ID = 0, 1, 2, 3
 
 class OutOfVocabularyError(ValueError):
     """A prompt uses a word that the captions the tokenizer was trained on never had: a model
-    trained on those captions cannot know what it means."""
+    trained on those captions cannot know what it means. ``message``, if given, replaces the
+    default text (the command points to its own list of the words)."""
 
-    def __init__(self, word, caption, known):
+    def __init__(self, word, caption, known, message=None):
         self.word, self.text, self.known = word, caption, tuple(known)
         shown = caption if len(caption) <= 80 else caption[:77] + "..."
-        super().__init__(f"unknown word {word!r} in {shown!r}: the training captions never "
-                         f"used it. The known words are: {', '.join(self.known)}")
+        super().__init__(message or f"unknown word {word!r} in {shown!r}: the training captions "
+                         f"never used it. The known words are: {', '.join(self.known)}")
 
 
 def _words_path(model_path):

@@ -1,0 +1,54 @@
+"""``tinymuse train``: the cascade's stages in one run folder (:mod:`tinymuse.cascade`)."""
+from __future__ import annotations
+
+import shlex
+
+from .options import CommandError
+
+
+def cmd_train(args) -> int:
+    from ..cascade import PRESETS, changed, more_images, train_cascade, train_more
+
+    schedule = {key: value for key, value in (
+        ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
+        ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
+    progress = not args.quiet
+    if args.images is not None:
+        if args.stage != "tokens":
+            raise CommandError(f"--images re-encodes the token caches: use it with --stage "
+                               f"tokens, not --stage {args.stage}")
+        if args.more_steps is not None or schedule or args.set:
+            raise CommandError("--images and a stage's training settings (--more-steps, "
+                               "--steps, --lr, --set, ...) are two commands: encode the caches "
+                               "with --stage tokens --images N first, then train with --stage "
+                               "base|superres --more-steps N")
+        record = more_images(args.out, args.images, device=args.device, progress=progress)
+    elif args.more_steps is not None:
+        if args.steps is not None or args.set:
+            raise CommandError("--more-steps continues a finished stage with its own sizes: "
+                               "drop --steps (--more-steps is the number of steps) and --set")
+        record = train_more(args.out, args.stage, args.more_steps, lr=args.lr,
+                            warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
+                            progress=progress, batch_size=args.batch_size)
+    else:
+        preset = changed(PRESETS[args.preset], args.set) if args.set else args.preset
+        record = train_cascade(args.out, stage=args.stage, preset=preset, data=args.data,
+                               resume=args.resume, device=args.device, progress=progress,
+                               schedule=schedule)
+    stages = ", ".join(f"{name} {entry['seconds']:.0f} s"
+                       for name, entry in record["stages"].items())
+    print(f"{args.out}: {stages} (total {record.get('seconds', 0) / 60:.1f} min)")
+    if "pipeline" in record["stages"]:
+        print(f"try it: {try_it(args.out, record.get('data', 'shapes'))}")
+    return 0
+
+
+def try_it(out, data: str) -> str:
+    """A first command for a finished run: the demo for the shapes world, a caption of the
+    run's own pictures for a folder of them (the demo's words would be unknown to it)."""
+    if data == "shapes":
+        return f"tinymuse demo --pipeline {shlex.quote(str(out))}"
+    from ..data import ImageCaptionFolder
+
+    caption = ImageCaptionFolder(data, resolution=8).caption(0)
+    return f"tinymuse generate --pipeline {shlex.quote(str(out))} {shlex.quote(caption)}"

@@ -28,6 +28,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import socket
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -63,7 +64,10 @@ def _record_lock(out: Path, timeout: float = 60.0):
     Two commands may train two stages of one run side by side; when both finish at once,
     each must add its entry to the other's, not overwrite it. The lock is a file that only
     one process can create (``O_EXCL``, on every operating system); it is held for the
-    milliseconds of one update.
+    milliseconds of one update. It names its holder (process id and machine), so that a
+    command killed while it held the lock (``kill -9``, which runs no clean-up) does not keep
+    every later command of the run waiting: the next one sees that the holder is gone and
+    takes the lock over (:func:`_break_abandoned`).
     """
     lock = out / f".{RECORD}.lock"
     deadline = time.monotonic() + timeout
@@ -72,16 +76,64 @@ def _record_lock(out: Path, timeout: float = 60.0):
             handle = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
             break
         except FileExistsError:
+            if _abandoned(lock) and _break_abandoned(lock):
+                continue
             if time.monotonic() > deadline:
                 raise CascadeError(f"{lock} has been held for {timeout:.0f} s; if no other "
                                    f"`tinymuse train` is running on {out}, delete it and run "
                                    f"the command again (training resumes)") from None
             time.sleep(0.05)
     try:
+        os.write(handle, _holder().encode())
         yield
     finally:
         os.close(handle)
         lock.unlink()
+
+
+def _holder() -> str:
+    return f"{os.getpid()}@{socket.gethostname()}"
+
+
+def _abandoned(lock: Path) -> bool:
+    """Whether ``lock`` was left by a process of this machine that no longer runs. A holder
+    that cannot be checked counts as alive and is waited for: one on another machine sharing
+    the folder, one that has not written its name yet, or any on Windows (whose ``os.kill``
+    would end the process instead of asking about it)."""
+    try:
+        pid, _, machine = lock.read_text().partition("@")
+        pid = int(pid)
+    except (OSError, ValueError):
+        return False
+    if os.name != "posix" or machine != socket.gethostname():
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0 is never delivered: it only asks whether ``pid`` exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, but belongs to another user
+        pass
+    return False
+
+
+def _break_abandoned(lock: Path) -> bool:
+    """Delete the abandoned ``lock``; whether this call did. Only one waiting command at a
+    time may (it holds ``lock.break``, made with ``O_EXCL``), and it checks again while it
+    does: another one may have broken the lock just before and a live command taken it since,
+    and that lock must stay. A command killed while breaking leaves ``lock.break``; then the
+    lock is waited for until the timeout, as before."""
+    breaker = lock.with_name(lock.name + ".break")
+    try:
+        os.close(os.open(breaker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+    except FileExistsError:  # another command is breaking it
+        return False
+    try:
+        if not _abandoned(lock):
+            return False
+        lock.unlink(missing_ok=True)
+        return True
+    finally:
+        breaker.unlink()
 
 
 def _record_stage(out: Path, name: str, seconds: float, schedule: dict | None = None) -> dict:

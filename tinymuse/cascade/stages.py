@@ -19,8 +19,10 @@ stage              what it learns                                          writt
 Each stage's function here only decides sizes, data and paths from the preset and calls the
 stage's recipe (:mod:`tinymuse.training`, :func:`tinymuse.vq.pre_encode`, ...). A stage that
 trains returns its training time as its trainer's checkpoint recorded it over every resumed
-call; the others return None. Running the stages in order, resuming and recording is
-:mod:`tinymuse.cascade.runs`.
+call; the others return None. Every stage that trains writes its checkpoint every
+``preset.checkpoint_every`` steps, so a stage killed at any moment (``kill -9`` included) loses
+at most that many steps when it is resumed. Running the stages in order, resuming and recording
+is :mod:`tinymuse.cascade.runs`.
 """
 from __future__ import annotations
 
@@ -141,7 +143,9 @@ def _train_text(out, preset, data, device, progress):
     config = TextEncoderConfig(vocab_size=tokenizer.vocab_size, **preset.text)
     encoder = TextEncoder(config, generator=backend.Generator(0)).to(device)
     train = text_training.TRAINING.replace(steps=preset.text_steps,
-                                           batch_size=preset.text_batch, progress=progress)
+                                           batch_size=preset.text_batch,
+                                           checkpoint_every=preset.checkpoint_every,
+                                           progress=progress)
     result = text_training.pretrain_text_encoder(
         encoder, tokenizer, _captions(data, preset), train, paths["text"].parent,
         identity_weight=preset.text_identity_weight)
@@ -152,7 +156,7 @@ def _vq_training(preset, stage: str, base):
     steps = getattr(preset, f"vq_{stage}_steps")
     every = max(1, min(500, steps))
     return base.replace(steps=steps, batch_size=getattr(preset, f"vq_{stage}_batch"),
-                        sample_every=every, checkpoint_every=every)
+                        sample_every=every, checkpoint_every=preset.checkpoint_every)
 
 
 def _train_vq(stage: str):
@@ -195,7 +199,7 @@ def _finetune_decoders(out, preset, data, device, progress):
         every = max(1, min(500, preset.decoder_steps))
         train = vq_training.FINETUNING.replace(
             steps=preset.decoder_steps, batch_size=getattr(preset, f"vq_{stage}_batch"),
-            checkpoint_every=every, sample_every=every, progress=progress)
+            checkpoint_every=preset.checkpoint_every, sample_every=every, progress=progress)
         dataset = None if data == "shapes" else _dataset(data, vq.config.image_size)
         vq_training.finetune_decoder(vq, train, dataset, paths[f"decoder-{stage}"].parent)
     return _trained_seconds(paths["decoder-base"].parent, paths["decoder-superres"].parent)

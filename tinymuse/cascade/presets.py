@@ -50,6 +50,7 @@ class CascadePreset:
     lr: float = 1e-3
     ema: float | None = None
     sample_every: int = 500           # monitor grids + oracle scores (shapes data only)
+    # every stage that trains: a stage killed at any moment loses at most this many steps
     checkpoint_every: int = 100
 
 

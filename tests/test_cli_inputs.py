@@ -325,8 +325,13 @@ def test_the_default_outputs_are_ignored_by_git():
     (["eval", "--batch-size", "0"], "argument --batch-size: must be a whole number"),
     (["eval", "--out", "scores.txt"], "--out scores.txt must name a .json file"),
     (["train", "--out", "r", "--lr", "nan"], "argument --lr: must be a number above 0"),
-    (["generate", "a red circle", "--pipeline", "UNFINISHED"], "holds no pipeline yet"),
+    (["generate", "a red circle", "--pipeline", "UNFINISHED"], "if it is a run that has not"),
     (["generate", "a red circle", "--bogus"], "unrecognized arguments: --bogus"),
+    (["generate", "a red circle", "--pipeline", "EMPTY"], "holds no pipeline"),
+    (["generate", "a red circle", "--out", "MISSING/deeper/x.png"], "cannot write"),
+    (["train", "--out", "r", "--set", "base_steps=-5"], "--set base_steps: must be a finite"),
+    (["train", "--out", "r", "--set", "base.d_model=abc"], "expected a value like 256"),
+    (["train", "--out", "r", "--set", "base.width=3"], "has no field 'width'"),
     (["generate", "a red circle", "--prompt-file", "PROMPTS"], "not both"),
     (["generate", " ".join(["circle"] * 5000) + " dog"], "unknown word 'dog'"),
     (["generate", "a red dog"], "`tinymuse vocab` lists"),
@@ -339,7 +344,10 @@ def test_every_mistake_is_one_line_that_names_the_flag(argv, expected, tmp_path,
     (unfinished / "cascade.json").write_text("{}")
     prompts = tmp_path / "prompts.txt"
     prompts.write_text("a red circle\n")
-    argv = [{"UNFINISHED": str(unfinished), "PROMPTS": str(prompts)}.get(a, a) for a in argv]
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "MISSING").write_text("a file where a folder should be")
+    names = {"UNFINISHED": str(unfinished), "PROMPTS": str(prompts), "EMPTY": "empty"}
+    argv = [names.get(a, a) for a in argv]
     assert run(*argv) == 2
     line = error_line(capsys)
     assert expected in line and len(line) < 400, line

@@ -63,11 +63,12 @@ def find_pipeline(path=None) -> Path:
     if not folder.exists():
         raise FileNotFoundError(f"no pipeline at {folder}: give a folder saved by "
                                 f"Pipeline.save or a training run folder (`{TRAIN_COMMAND}`)")
-    if folder.is_dir() and not (folder / CONFIG_FILE).exists() and any(folder.iterdir()) \
+    if folder.is_dir() and not (folder / CONFIG_FILE).exists() \
             and not any(folder.glob("*.safetensors")):
-        raise FileNotFoundError(f"{folder} holds no pipeline yet: if it is a training run, "
-                                f"its last stage has not run; finish it with `tinymuse train "
-                                f"--out {folder} --resume`")
+        raise FileNotFoundError(f"{folder} holds no pipeline (yet): give a folder saved by "
+                                f"Pipeline.save, or a training run folder; if it is a run that "
+                                f"has not finished, finish it with `tinymuse train --out "
+                                f"{folder} --resume`")
     return folder
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 
 __all__ = ["CascadePreset", "PRESETS", "changed", "describe_fields"]
@@ -119,8 +120,10 @@ def _same_kind(default, value) -> bool:
 
 def changed(preset: CascadePreset, assignments) -> CascadePreset:
     """``preset`` with ``FIELD=VALUE`` assignments (strings, as ``--set`` takes them): a field
-    of the preset (``base_steps=600``), or a key of one of its dicts of model changes
-    (``base.d_model=64``, ``text.num_layers=1``). A field keeps its type."""
+    of the preset (``base_steps=600``), or a field of one of its model configs
+    (``base.d_model=64``, ``text.num_layers=1``). A value keeps its field's type and range
+    (counts of steps, images and sizes at least 1, rates finite and above 0), so that a slip
+    is refused here, before any stage runs."""
     values = dataclasses.asdict(preset)
     fields = {f.name: f for f in dataclasses.fields(CascadePreset)}
     for assignment in assignments:
@@ -133,16 +136,54 @@ def changed(preset: CascadePreset, assignments) -> CascadePreset:
             if section not in _SECTIONS:
                 raise ValueError(f"--set {key}: {section!r} is not one of the preset's model "
                                  f"settings {_SECTIONS}")
-            values[section] = {**values[section], name: value}
+            values[section] = {**values[section], name: _model_value(section, name, value, text)}
             continue
         if key not in fields or key == "name":
             raise ValueError(f"--set {key}: the preset has no field {key!r}; its fields are "
                              f"{', '.join(describe_fields())}")
         default = getattr(preset, key)
-        if not _same_kind(default, value):
+        if not _same_kind(default, value) or isinstance(default, dict):
             raise ValueError(f"--set {key}: expected a value like {default!r}, got {text!r}")
+        _check_range(key, value, lowest=0 if key in _MAY_BE_ZERO else 1)
         values[key] = float(value) if isinstance(default, float) else value
     return CascadePreset(**values)
+
+
+# Fields of the preset that may be 0: no decoder fine-tuning, no identity term, no EMA decay.
+_MAY_BE_ZERO = ("decoder_steps", "text_identity_weight", "ema")
+
+
+def _check_range(key: str, value, lowest: float) -> None:
+    """Numbers must be finite and at least ``lowest`` (a learning rate above 0, an EMA decay
+    below 1)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return
+    if not math.isfinite(value) or value < lowest or (key == "lr" and value <= 0) \
+            or (key == "ema" and value >= 1):
+        bound = {"lr": "above 0", "ema": "from 0 to below 1"}.get(key, f">= {lowest}")
+        raise ValueError(f"--set {key}: must be a finite number {bound}, got {value!r}")
+
+
+def _model_value(section: str, name: str, value, text: str):
+    """``value`` for field ``name`` of the ``section``'s model config, checked against it."""
+    from ..models import BaseTransformerConfig, SuperResTransformerConfig
+    from ..text import TextEncoderConfig
+    from ..vq import VQConfig
+
+    config = {"text": TextEncoderConfig, "vq_base": VQConfig, "vq_superres": VQConfig,
+              "base": BaseTransformerConfig, "superres": SuperResTransformerConfig}[section]
+    known = {f.name: f for f in dataclasses.fields(config) if f.name != "text"}
+    if name not in known:
+        raise ValueError(f"--set {section}.{name}: {config.__name__} has no field {name!r}; "
+                         f"its fields are {', '.join(known)}")
+    default = known[name].default
+    if isinstance(default, tuple) and isinstance(value, list):
+        value = tuple(value)
+    if default is not dataclasses.MISSING and not _same_kind(default, value):
+        raise ValueError(f"--set {section}.{name}: expected a value like {default!r}, got "
+                         f"{text!r}")
+    _check_range(f"{section}.{name}", value, lowest=0)
+    return value
 
 
 def describe_fields() -> list[str]:

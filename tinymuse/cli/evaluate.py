@@ -5,10 +5,9 @@ import dataclasses
 import json
 import time
 
-from .. import files
 from .options import (CommandError, check_grids, generation_settings, load_pipeline,
                       pipeline_dir, read_prompt_file)
-from .outputs import Progress, output_path
+from .outputs import Progress, output_path, write_file
 
 
 def _prompt_sets(args) -> dict:
@@ -64,7 +63,8 @@ def cmd_eval(args) -> int:
         results["settings"] = {"pipeline": str(pipeline_dir(args.pipeline)), "seed": args.seed,
                                "base": dataclasses.asdict(options["base"]),
                                "superres": dataclasses.asdict(options["superres"])}
-        files.write_text(out, json.dumps(results, indent=1), overwrite=args.overwrite)
+        write_file(out, json.dumps(results, indent=1).encode(), args.overwrite,
+                   "the prompts were scored")
         print(f"wrote {out}")
     print(f"({time.perf_counter() - started:.0f} s)")
     return 0

@@ -100,11 +100,20 @@ def write_pictures(images, out: Path, args, per_row: int, recorded: dict,
     else:
         data = encode_grid_png(images, nrow=per_row, scale=args.scale, labels=labels,
                                parameters=recorded)
+    return write_file(out, data, args.overwrite, "the pictures were drawn")
+
+
+def write_file(out: Path, data: bytes, overwrite: bool, meanwhile: str) -> Path:
+    """Write ``data`` to ``out`` atomically; an error names ``out``, not the temporary file
+    the write went through."""
     try:
-        return files.write_bytes(out, data, overwrite=args.overwrite)
+        return files.write_bytes(out, data, overwrite=overwrite)
     except FileExistsError:
-        raise CommandError(f"{out} appeared while the pictures were drawn: nothing was "
-                           f"replaced; run again with another --out, or --overwrite") from None
+        raise CommandError(f"{out} appeared while {meanwhile}: nothing was replaced; run again "
+                           f"with another --out, or --overwrite") from None
+    except OSError as error:
+        raise CommandError(f"cannot write {out}: {error.strerror or error}; nothing was "
+                           f"replaced") from None
 
 
 class Progress:

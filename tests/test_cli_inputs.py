@@ -173,6 +173,9 @@ def test_the_progress_bar_counts_every_step_on_a_terminal_and_is_quiet_otherwise
     assert run("edit", scene, "a blue circle", "--iterations", 3, "--sr-steps", 2,
                "--out", tmp_path / "b.png") == 0
     assert "drawing" in sys.stderr.text
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\ntwo blue squares\n")
+    assert run("eval", "--prompt-file", prompts, "--batch-size", 1, *FAST) == 0
     assert run("generate", "a red circle", *FAST, "--out", tmp_path / "c.png", "--quiet") == 0
     monkeypatch.setattr(sys, "stderr", sys.__stderr__)
     capsys.readouterr()
@@ -181,7 +184,8 @@ def test_the_progress_bar_counts_every_step_on_a_terminal_and_is_quiet_otherwise
     # the edit redraws super-resolution tokens only under changed base tokens: up to 2 steps
     assert closed[0] == ("drawing", 4, 4, True)
     assert closed[1][0] == "edit" and closed[1][2] == 5 and 3 <= closed[1][1] <= 5
-    assert closed[2][3] is False and closed[3][3] is False, "--quiet, or not a terminal"
+    assert closed[2] == ("scoring", 8, 8, True)  # two batches of one prompt, 4 steps each
+    assert closed[3][3] is False and closed[4][3] is False, "--quiet, or not a terminal"
 
 
 def test_many_samples_are_drawn_in_batches_from_one_stream(bundled, tmp_path, monkeypatch):
@@ -228,6 +232,12 @@ def test_an_empty_prompt_says_it_draws_the_unconditional_sample(tmp_path, capsys
     assert run("generate", "", "  ", *FAST, "--out", tmp_path / "a.png") == 0
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "unconditional sample" in err[0]  # one note for both
+
+
+def test_an_empty_negative_prompt_is_said_to_be_none(tmp_path, capsys):
+    assert run("generate", "a red circle", "--negative", " ", *FAST,
+               "--out", tmp_path / "a.png") == 0
+    assert "empty negative prompt is the same as none" in capsys.readouterr().err
 
 
 def test_known_words_that_do_not_parse_get_a_note_and_captions_do_not(tmp_path, capsys):
@@ -330,6 +340,7 @@ def test_the_default_outputs_are_ignored_by_git():
     (["generate", "a red circle", "--pipeline", "EMPTY"], "holds no pipeline"),
     (["generate", "a red circle", "--out", "MISSING/deeper/x.png"], "cannot write"),
     (["train", "--out", "r", "--set", "base_steps=-5"], "--set base_steps: must be a finite"),
+    (["train", "--out", "PROMPTS"], "is a file; a run is a folder"),
     (["train", "--out", "r", "--set", "base.d_model=abc"], "expected a value like 256"),
     (["train", "--out", "r", "--set", "base.width=3"], "has no field 'width'"),
     (["generate", "a red circle", "--prompt-file", "PROMPTS"], "not both"),

@@ -56,8 +56,7 @@ def check_prompts(pipeline, prompts, negative=None) -> None:
         note(text)
     if negative is not None:
         for text in prompt_notes([negative], pipeline, "negative prompt"):
-            note(text.replace("draws the unconditional sample", "is no negative prompt "
-                              "(guidance steers away from the empty prompt anyway)"))
+            note(text)
 
 
 def draw(pipeline, prompts: list[str], options: dict, quiet: bool):

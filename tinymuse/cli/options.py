@@ -148,8 +148,10 @@ def prompt_notes(prompts, pipeline, what: str = "prompt") -> list[str]:
     for prompt in dict.fromkeys(prompts):
         words = prompt.lower().split()
         if not words:
-            notes.append(f"an empty {what} draws the unconditional sample: the picture the "
-                         f"model draws for no text at all")
+            notes.append("an empty negative prompt is the same as none: guidance steers away "
+                         "from the empty prompt anyway" if what == "negative prompt" else
+                         "an empty prompt asks for the unconditional sample: the picture the "
+                         "model draws for no text at all")
         elif set(words) <= shapes_words and shapes_vocabulary(pipeline.tokenizer):
             try:
                 parse_caption(prompt)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shlex
+from pathlib import Path
 
 from .options import CommandError
 
@@ -13,6 +14,9 @@ def cmd_train(args) -> int:
         ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
         ("warmup_steps", args.warmup_steps), ("ema_decay", args.ema)) if value is not None}
     progress = not args.quiet
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise CommandError(f"--out {args.out} is a file; a run is a folder: give a new folder's "
+                           f"name, or a run's folder")
     if args.images is not None:
         if args.stage != "tokens":
             raise CommandError(f"--images re-encodes the token caches: use it with --stage "

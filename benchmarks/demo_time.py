@@ -30,7 +30,8 @@ from pathlib import Path
 def time_demo(pipeline: str | None, repeats: int) -> list[float]:
     seconds = []
     with tempfile.TemporaryDirectory() as folder:
-        command = [sys.executable, "-m", "tinymuse", "demo", "--out", str(Path(folder) / "d.png")]
+        command = [sys.executable, "-m", "tinymuse", "demo", "--out", str(Path(folder) / "d.png"),
+                   "--overwrite", "--quiet"]
         if pipeline:
             command += ["--pipeline", pipeline]
         for _ in range(repeats):
@@ -41,10 +42,10 @@ def time_demo(pipeline: str | None, repeats: int) -> list[float]:
 
 
 def time_generate(pipeline_dir: str | None, repeats: int, superres) -> dict:
-    from tinymuse.cli import DEMO_PROMPTS, pipeline_dir as resolve
+    from tinymuse.cli import DEMO_PROMPTS
     from tinymuse.pipeline import Pipeline
 
-    pipeline = Pipeline.load(resolve(pipeline_dir))
+    pipeline = Pipeline.from_pretrained(pipeline_dir)
     options = dict(superres=superres, output="uint8")  # the default steps
     pipeline.generate(["a red circle"], seed=0, **options)  # warm-up
     single = []

@@ -394,6 +394,23 @@ def test_ctrl_c_while_drawing_says_nothing_was_written(tmp_path, capsys, monkeyp
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("failure, code, expected", [
+    (MemoryError(), 2, "out of memory: draw fewer images at once"),
+    (TypeError("unsupported operand"), 1, "this is a bug in tinymuse: run the command again "
+                                          "with --debug"),
+])
+def test_an_unexpected_failure_is_still_one_line(failure, code, expected, tmp_path, capsys,
+                                                monkeypatch):
+    def failing(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(Pipeline, "generate", failing)
+    assert run("generate", "a red circle", "--out", tmp_path / "a.png") == code
+    assert expected in error_line(capsys)
+    with pytest.raises(type(failure)):
+        run("--debug", "generate", "a red circle", "--out", tmp_path / "a.png")
+
+
 def test_demo_help_shows_its_own_scale_default(capsys):
     with pytest.raises(SystemExit):
         run("demo", "--help")

@@ -230,6 +230,17 @@ def test_a_16_bit_mask_paints_white_as_replace(tmp_path):
                                   samples > 32768)
 
 
+def test_a_mask_painted_on_a_transparent_layer_replaces_only_the_paint(tmp_path):
+    layer = np.zeros((8, 8, 4), np.uint8)  # fully transparent black, as editors save them
+    layer[1:3, 2:6] = (255, 255, 255, 255)  # white paint
+    Image.fromarray(layer, "RGBA").save(tmp_path / "layer.png")
+    expected = np.zeros((8, 8), bool)
+    expected[1:3, 2:6] = True
+    np.testing.assert_array_equal(load_pixel_mask(tmp_path / "layer.png", 8, 1)[0], expected)
+    # the same file as a picture is printed on white
+    assert (read_picture(tmp_path / "layer.png")[5, 5] == 255).all()
+
+
 def test_the_folder_dataset_skips_bad_files_and_reads_deep_ones(tmp_path):
     sixteen_bit_png(tmp_path / "deep.png", np.full((8, 8), 257 * 200, np.uint16), 0)
     data = valid_noisy_png(tmp_path / "whole.png")

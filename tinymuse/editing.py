@@ -63,8 +63,9 @@ __all__ = ["load_images", "load_pixel_mask", "token_mask", "downsample", "shift_
 
 def _read_picture(path, what: str) -> np.ndarray:
     """A picture file → uint8 (H, W, 3), through the one reader of users' files (16-bit and
-    transparent pictures included; a bad file is a one-line PictureError naming it)."""
-    return read_picture(path, what)
+    transparent pictures included; a bad file is a one-line PictureError naming it). A mask's
+    transparent pixels are unpainted, so they read as black: keep."""
+    return read_picture(path, what, background=0 if what == "mask" else 255)
 
 
 def load_images(images, size: int) -> np.ndarray:
@@ -120,7 +121,8 @@ def load_pixel_mask(mask, size: int, batch: int) -> np.ndarray:
 
     Accepted: a bool or numeric array (H, W) for every image or (B, H, W) one per image
     (nonzero = masked), a uint8 picture (H, W, 3) or a ``PIL.Image`` or a path to an image
-    file (a pixel brighter than half in any channel = masked, so white paint on black).
+    file (a pixel brighter than half in any channel = masked, so white paint on black, or on
+    a transparent layer).
     """
     if isinstance(mask, (str, Path)):
         mask = _read_picture(mask, "mask")

@@ -24,7 +24,8 @@ parameters, progress), and the commands: :mod:`~tinymuse.cli.draw`,
 Errors a user can fix (an unknown word, a missing file, an image of the wrong size, missing
 weights, a setting out of range, an output that exists) print one line, ``tinymuse: error:
 ...``, and exit with status 2; ``--debug`` shows the traceback instead. Ctrl-C exits with
-status 130 and leaves every file whole.
+status 130 and leaves every file whole. Anything else is a bug of tinymuse's: one line too,
+status 1, asking for the ``--debug`` traceback.
 """
 from __future__ import annotations
 
@@ -106,8 +107,21 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"tinymuse: error: {_one_line(error)}", file=sys.stderr)
         return 2
+    except MemoryError:
+        if args.debug:
+            raise
+        print("tinymuse: error: out of memory: draw fewer images at once (--samples, "
+              "--batch-size) or a smaller --scale", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         hint = " (the run continues from its last checkpoint with --resume)" \
             if args.command == "train" else " (nothing was written)"
         print(f"tinymuse: interrupted{hint}", file=sys.stderr)
         return 130
+    except Exception as error:  # a bug: still one line, and the way to see more
+        if args.debug:
+            raise
+        print(f"tinymuse: error: {type(error).__name__}: {_one_line(error)} (this is a bug in "
+              f"tinymuse: run the command again with --debug and report the traceback)",
+              file=sys.stderr)
+        return 1

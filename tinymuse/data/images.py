@@ -147,28 +147,29 @@ def _deep_to_uint8(pixels: np.ndarray, mode: str, path: Path, what: str) -> np.n
                        f"tinymuse reads {expected}: save the {what} as an 8- or 16-bit picture")
 
 
-def _to_rgb(image: Image.Image, path: Path, what: str) -> np.ndarray:
-    """A loaded PIL image of any mode → uint8 (H, W, 3). Transparent pixels become white,
-    as if the picture were printed on white paper."""
+def _to_rgb(image: Image.Image, path: Path, what: str, background: int = 255) -> np.ndarray:
+    """A loaded PIL image of any mode → uint8 (H, W, 3). Transparent pixels take the grey
+    level ``background``: white, as if the picture were printed on white paper."""
     if image.mode in _DEEP_MODES:
         pixels = np.asarray(image)
         grey = _deep_to_uint8(pixels, image.mode, path, what)
         transparent = image.info.get("transparency")
         if isinstance(transparent, int):
-            grey[pixels == transparent] = 255
+            grey[pixels == transparent] = background
         return np.repeat(grey[..., None], 3, axis=-1)
     if image.mode in _ALPHA_MODES or "transparency" in image.info:
         rgba = image.convert("RGBA")
-        image = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.new("RGBA", rgba.size, (background,) * 3 + (255,))
         image.alpha_composite(rgba)
     # Grey, palette, 1-bit, CMYK, YCbCr, ... : Pillow's conversions are right for 8 bits.
     return np.array(image.convert("RGB"))
 
 
-def read_picture(path, what: str = "image", draft_size=None) -> np.ndarray:
+def read_picture(path, what: str = "image", draft_size=None, background: int = 255) -> np.ndarray:
     """Read a user's picture file as uint8 RGB ``(H, W, 3)``, whatever the file holds.
 
-    * grey, palette, 1-bit, CMYK: converted by Pillow; alpha: composited onto white;
+    * grey, palette, 1-bit, CMYK: converted by Pillow; alpha: composited onto white (or the
+      grey level ``background``: a mask painted on a transparent layer wants black, "keep");
     * 16-bit grey (and 32-bit integers in 0..65535): ``value / 257`` rounded; float grey in
       [0, 1]: ``value × 255`` rounded. (Pillow itself reduces 16-bit-per-channel colour PNGs
       to the top byte of each value when it opens them.)
@@ -188,7 +189,7 @@ def read_picture(path, what: str = "image", draft_size=None) -> np.ndarray:
         if width * height > MAX_PICTURE_PIXELS:
             raise _too_big(path, what, image.size)
         image.load()
-        return _to_rgb(ImageOps.exif_transpose(image), path, what)
+        return _to_rgb(ImageOps.exif_transpose(image), path, what, background)
 
 
 # --------------------------------------------------------------------------- #

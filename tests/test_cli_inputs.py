@@ -249,6 +249,17 @@ def test_known_words_that_do_not_parse_get_a_note_and_captions_do_not(tmp_path, 
     assert capsys.readouterr().err == ""
 
 
+def test_a_prompt_is_read_in_the_case_the_captions_were_written_in(tmp_path, capsys):
+    """"Red" in capitals is no word the tokenizer learnt: its pieces are letters, which the
+    models read as glyphs. The shapes world's prompts are drawn as written captions."""
+    assert run("generate", "A Red Circle.", *FAST, "--out", tmp_path / "shouted.png") == 0
+    assert "reading 'A Red Circle.' as 'a red circle'" in capsys.readouterr().err
+    assert run("generate", "a red circle", *FAST, "--out", tmp_path / "written.png") == 0
+    np.testing.assert_array_equal(png(tmp_path / "shouted.png"), png(tmp_path / "written.png"))
+    assert run("generate", "the letter a in blue", *FAST, "--out", tmp_path / "a.png") == 0
+    assert "as 'the letter A in blue'" in capsys.readouterr().err
+
+
 def test_an_unknown_word_is_refused_before_anything_is_drawn(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert run("generate", "a red circle", "a red dog") == 2

@@ -164,3 +164,14 @@ def test_a_group_of_unlike_objects_cannot_be_captioned():
     spec = SceneSpec((ObjectSpec("circle", "red"), ObjectSpec("square", "blue")))
     with pytest.raises(ValueError, match="alike"):
         write_caption(spec, np.random.default_rng(0))
+
+
+def test_written_form_leaves_written_captions_alone_and_writes_the_rest_so():
+    from tinymuse.data import shapes_captions, written_form
+
+    for caption in shapes_captions(2000, seed=5):
+        assert written_form(caption) == caption
+    assert written_form("A Red Circle.") == "a red circle"
+    assert written_form("  THE LETTER k in Blue ") == "the letter K in blue"
+    assert written_form("the digit 7 in red") == "the digit 7 in red"
+    assert written_form("a green letter q") == "a green letter Q"

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from .limits import DRAW_BATCH, MAX_IMAGES
 from .options import (CommandError, check_grids, command_prompts, edit_settings,
-                      generation_settings, load_pipeline, note, prompt_notes, shown)
+                      generation_settings, load_pipeline, note, prompt_notes, shown,
+                      written_prompts)
 from .outputs import Progress, check_picture_size, done, output_path, parameters, write_pictures
 
 # What `tinymuse demo` draws: every kind of caption the shapes world has.
@@ -37,7 +38,8 @@ DEMO_PROMPTS = (
 
 def check_prompts(pipeline, prompts, negative=None) -> None:
     """Every word known to the pipeline (else one error now, not after a long draw), and a
-    note for each prompt that will not draw what its writer may expect."""
+    note for each prompt that will not draw what its writer may expect. ``prompts`` are in
+    their written form already (:func:`~tinymuse.cli.options.written_prompts`)."""
     from ..text.tokenizer import OutOfVocabularyError
 
     tokenizer = pipeline.tokenizer
@@ -113,6 +115,9 @@ def cmd_generate(args) -> int:
     options = generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
+    prompts = written_prompts(prompts, pipeline)
+    if "negative_prompt" in options:
+        options["negative_prompt"] = written_prompts([options["negative_prompt"]], pipeline)[0]
     check_prompts(pipeline, prompts, options.get("negative_prompt"))
     per_row = args.samples if len(prompts) > 1 and args.samples > 1 else min(8, count)
     check_picture_size(count, per_row, pipeline.image_size, args.scale)
@@ -186,6 +191,9 @@ def _redraw_picture(args, command: str, inputs, edit, **where) -> int:
     options = edit_settings(args) if command == "edit" else generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
+    args.prompt = written_prompts([args.prompt], pipeline)[0]
+    if "negative_prompt" in options:
+        options["negative_prompt"] = written_prompts([options["negative_prompt"]], pipeline)[0]
     check_prompts(pipeline, [args.prompt], options.get("negative_prompt"))
     check_picture_size(1, 1, pipeline.image_size, args.scale)
     image = read_image(args.image, pipeline.image_size, args.resize)

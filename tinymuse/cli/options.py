@@ -131,6 +131,22 @@ def command_prompts(args) -> list[str]:
     return list(args.prompts)
 
 
+def written_prompts(prompts, pipeline) -> list[str]:
+    """For a pipeline of the shapes world, each prompt in the form its captions were written
+    (lower case, capitals only for a letter to draw, no final full stop; the models see the
+    exact text), with a note for each one that changed; other pipelines' prompts as given."""
+    from ..data import written_form
+
+    if not shapes_vocabulary(pipeline.tokenizer):
+        return list(prompts)
+    written = [written_form(prompt) for prompt in prompts]
+    for given, form in dict.fromkeys(zip(prompts, written)):
+        if form != given and form != " ".join(given.split()):
+            note(f"reading {shown(given)} as {shown(form)}: the shapes world's captions are "
+                 f"lower case, with capitals only for a letter to draw")
+    return written
+
+
 def shown(prompt: str) -> str:
     return repr(prompt if len(prompt) <= 60 else prompt[:57] + "...")
 

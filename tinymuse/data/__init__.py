@@ -12,6 +12,7 @@ from .grammar import (
     known_words,
     parse_caption,
     write_caption,
+    written_form,
 )
 from .grid import encode_grid_png, image_grid, save_image_grid
 from .images import (MAX_PICTURE_PIXELS, PictureError, encode_png, parameters_summary,
@@ -64,4 +65,5 @@ __all__ = [
     "to_uint8_images",
     "uses_heldout",
     "write_caption",
+    "written_form",
 ]

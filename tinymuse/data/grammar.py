@@ -160,6 +160,19 @@ def _words(caption):
     return caption.strip().removesuffix(".").lower().split()
 
 
+def written_form(caption):
+    """``caption`` as the writer writes captions: lower case, one space between words, no final
+    full stop, and a letter to draw in capitals ("the letter A"). The parser reads any case,
+    but a model trained on written captions sees their exact text (SentencePiece's pieces
+    tell "A" from "a", and cut an unseen "Red" into letters), so a prompt should be given in
+    this form."""
+    words = _words(caption)
+    for i in range(1, len(words)):
+        if words[i - 1] == "letter" and words[i].upper() in LETTERS:
+            words[i] = words[i].upper()
+    return " ".join(words)
+
+
 def check_words(caption):
     """Raise :class:`UnknownWordError` for the first word of ``caption`` that the grammar does
     not know. Single letters and digits pass: they name glyphs."""

@@ -36,14 +36,19 @@ DEMO_PROMPTS = (
 )
 
 
-def check_prompts(pipeline, prompts, negative=None) -> None:
-    """Every word known to the pipeline (else one error now, not after a long draw), and a
-    note for each prompt that will not draw what its writer may expect. ``prompts`` are in
-    their written form already (:func:`~tinymuse.cli.options.written_prompts`)."""
+def prepared_prompts(pipeline, prompts, options: dict) -> list[str]:
+    """The prompts as the pipeline should read them, checked before a long draw starts: in
+    their written form (:func:`~tinymuse.cli.options.written_prompts`; the negative prompt in
+    ``options`` too), every word known to the pipeline (else one error now), and a note for
+    each prompt that will not draw what its writer may expect."""
     from ..text.tokenizer import OutOfVocabularyError
 
+    prompts = written_prompts(prompts, pipeline)
+    negative = options.get("negative_prompt")
+    if negative is not None:
+        negative = options["negative_prompt"] = written_prompts([negative], pipeline)[0]
     tokenizer = pipeline.tokenizer
-    for prompt in list(prompts) + ([negative] if negative else []):
+    for prompt in prompts + ([negative] if negative else []):
         if tokenizer.known_words is None:
             continue
         try:
@@ -56,9 +61,10 @@ def check_prompts(pipeline, prompts, negative=None) -> None:
                                        f"it knows") from None
     for text in prompt_notes(prompts, pipeline):
         note(text)
-    if negative is not None:
-        for text in prompt_notes([negative], pipeline, "negative prompt"):
-            note(text)
+    for text in prompt_notes([negative] if negative is not None else [], pipeline,
+                             "negative prompt"):
+        note(text)
+    return prompts
 
 
 def draw(pipeline, prompts: list[str], options: dict, quiet: bool):
@@ -88,17 +94,17 @@ def cmd_demo(args) -> int:
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
     try:
-        check_prompts(pipeline, DEMO_PROMPTS)
+        prompts = prepared_prompts(pipeline, DEMO_PROMPTS, options)
     except OutOfVocabularyError as error:
         raise CommandError(f"the demo's prompts are shapes-world captions, and this pipeline "
                            f"never read the word {error.word!r}: draw prompts like its own "
                            f"training captions with tinymuse generate --pipeline "
                            f"{args.pipeline} \"...\"") from None
     check_picture_size(len(DEMO_PROMPTS), 4, pipeline.image_size, args.scale)
-    recorded = parameters(args, "demo", prompts=list(DEMO_PROMPTS), base=options["base"],
+    recorded = parameters(args, "demo", prompts=prompts, base=options["base"],
                           superres=options["superres"])
-    images = draw(pipeline, list(DEMO_PROMPTS), options, args.quiet)
-    path = write_pictures(images, out, args, 4, recorded, labels=list(DEMO_PROMPTS))
+    images = draw(pipeline, prompts, options, args.quiet)
+    path = write_pictures(images, out, args, 4, recorded, labels=prompts)
     done(path, f"{len(DEMO_PROMPTS)} prompts", started)
     return 0
 
@@ -115,10 +121,7 @@ def cmd_generate(args) -> int:
     options = generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
-    prompts = written_prompts(prompts, pipeline)
-    if "negative_prompt" in options:
-        options["negative_prompt"] = written_prompts([options["negative_prompt"]], pipeline)[0]
-    check_prompts(pipeline, prompts, options.get("negative_prompt"))
+    prompts = prepared_prompts(pipeline, prompts, options)
     per_row = args.samples if len(prompts) > 1 and args.samples > 1 else min(8, count)
     check_picture_size(count, per_row, pipeline.image_size, args.scale)
     recorded = parameters(args, "generate", prompts=prompts, samples=args.samples,
@@ -191,10 +194,7 @@ def _redraw_picture(args, command: str, inputs, edit, **where) -> int:
     options = edit_settings(args) if command == "edit" else generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
-    args.prompt = written_prompts([args.prompt], pipeline)[0]
-    if "negative_prompt" in options:
-        options["negative_prompt"] = written_prompts([options["negative_prompt"]], pipeline)[0]
-    check_prompts(pipeline, [args.prompt], options.get("negative_prompt"))
+    args.prompt = prepared_prompts(pipeline, [args.prompt], options)[0]
     check_picture_size(1, 1, pipeline.image_size, args.scale)
     image = read_image(args.image, pipeline.image_size, args.resize)
     recorded = parameters(args, command, prompt=args.prompt, input=str(args.image),

@@ -89,7 +89,7 @@ def cmd_demo(args) -> int:
     from ..text.tokenizer import OutOfVocabularyError
 
     started = time.perf_counter()
-    out = output_path(args, "tinymuse-demo.png")
+    out = output_path(args)
     options = generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
@@ -117,7 +117,7 @@ def cmd_generate(args) -> int:
         raise CommandError(f"{len(prompts)} prompt(s) × --samples {args.samples} is {count} "
                            f"images, more than the {MAX_IMAGES} one command draws: split them "
                            f"into several commands, each with its own --seed")
-    out = output_path(args, "tinymuse.png")
+    out = output_path(args)
     options = generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])
@@ -190,7 +190,7 @@ def _redraw_picture(args, command: str, inputs, edit, **where) -> int:
     for given in inputs:
         if given is not None and not Path(given).is_file():
             raise CommandError(f"no image file at {given}")
-    out = output_path(args, f"tinymuse-{command}.png", inputs=inputs)
+    out = output_path(args, inputs=inputs)
     options = edit_settings(args) if command == "edit" else generation_settings(args)
     pipeline = load_pipeline(args)
     check_grids(pipeline, options["base"], options["superres"])

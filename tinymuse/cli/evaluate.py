@@ -38,7 +38,7 @@ def cmd_eval(args) -> int:
     from ..evaluate import score_pipeline
 
     started = time.perf_counter()
-    out = output_path(args, "", suffix=".json") if args.out else None
+    out = output_path(args, suffix=".json") if args.out else None
     sets = _prompt_sets(args)
     options = generation_settings(args)
     pipeline = load_pipeline(args)

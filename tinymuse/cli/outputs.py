@@ -27,11 +27,12 @@ from .options import CommandError
 PARAMETERS_KEY = "tinymuse"
 
 
-def output_path(args, default: str, suffix: str = ".png", inputs=()) -> Path:
+def output_path(args, suffix: str = ".png", inputs=()) -> Path:
     """The file a command writes: ``--out`` (checked: its suffix, that it is not one of the
-    ``inputs``, that it is free unless ``--overwrite``) or the first free default name."""
+    ``inputs``, that it is free unless ``--overwrite``) or the first free name after the
+    command's default, ``args.default_out``."""
     if args.out is None:
-        return free_name(Path(default))
+        return free_name(Path(args.default_out))
     out = Path(args.out)
     if out.suffix.lower() != suffix:
         raise CommandError(f"--out {out} must name a {suffix} file (e.g. --out "
@@ -42,8 +43,8 @@ def output_path(args, default: str, suffix: str = ".png", inputs=()) -> Path:
             raise CommandError(f"--out {out} is the input picture {given}: tinymuse never "
                                f"writes over its input; choose another --out")
     if out.is_dir():
-        raise CommandError(f"--out {out} is a folder; give a file name such as "
-                           f"{out / Path(default).name}")
+        raise CommandError(f"--out {out} is a folder; give a file name inside it, such as "
+                           f"{out / ('picture' + suffix)}")
     if out.exists() and not args.overwrite:
         raise CommandError(f"--out {out} exists already: pass --overwrite to replace it, or "
                            f"choose another name")

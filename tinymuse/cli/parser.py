@@ -83,11 +83,13 @@ def _add_pipeline_options(parser) -> None:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_output_options(parser, default: str | None, scale: int = 1) -> None:
-    where = f"default {default}, or {default[:-4]}-2.png and so on if it exists" \
-        if default else "required"
-    parser.add_argument("--out", metavar="FILE.png", required=default is None,
-                        help=f"the PNG to write ({where})")
+def _add_output_options(parser, default: str, scale: int = 1) -> None:
+    """``--out`` (default ``default``, kept as ``args.default_out``), ``--overwrite``,
+    ``--scale``."""
+    parser.add_argument("--out", metavar="FILE.png",
+                        help=f"the PNG to write (default {default}, or {default[:-4]}-2.png "
+                             f"and so on if it exists)")
+    parser.set_defaults(default_out=default)
     parser.add_argument("--overwrite", action="store_true",
                         help="replace --out if it exists (an input picture is never replaced)")
     parser.add_argument("--scale", type=whole(1, limits.MAX_SCALE), default=scale,
@@ -127,6 +129,18 @@ def _add_negative(parser) -> None:
                              "steer away from it instead of from the empty prompt)")
 
 
+def _add_common_options(parser, run, command: str, sampling_flags: bool = True) -> None:
+    """What every command that draws from a prompt takes: a negative prompt, the output, the
+    pipeline, and (unless it has its own) the sampling flags of both stages."""
+    _add_negative(parser)
+    _add_output_options(parser, "tinymuse.png" if command == "generate"
+                        else f"tinymuse-{command}.png")
+    _add_pipeline_options(parser)
+    if sampling_flags:
+        _add_generation_options(parser)
+    parser.set_defaults(run=run[command])
+
+
 def _add_edit_input(parser, what: str) -> None:
     parser.add_argument("image", help="the picture to edit (a PNG or JPEG of the pipeline's "
                                       "size, 64×64)")
@@ -158,11 +172,7 @@ def _add_drawing_commands(commands, run) -> None:
                           help="images per prompt (default 1)")
     generate.add_argument("--labels", action="store_true",
                           help="write each image's prompt under it in the grid")
-    _add_negative(generate)
-    _add_output_options(generate, "tinymuse.png")
-    _add_pipeline_options(generate)
-    _add_generation_options(generate)
-    generate.set_defaults(run=run["generate"])
+    _add_common_options(generate, run, "generate")
 
 
 def _add_editing_commands(commands, run) -> None:
@@ -172,11 +182,7 @@ def _add_editing_commands(commands, run) -> None:
     inpaint.add_argument("--mask", help="a mask picture of the same size, white = replace")
     inpaint.add_argument("--box", metavar="LEFT,TOP,RIGHT,BOTTOM",
                          help="replace this box of pixels")
-    _add_negative(inpaint)
-    _add_output_options(inpaint, "tinymuse-inpaint.png")
-    _add_pipeline_options(inpaint)
-    _add_generation_options(inpaint)
-    inpaint.set_defaults(run=run["inpaint"])
+    _add_common_options(inpaint, run, "inpaint")
 
     outpaint = commands.add_parser("outpaint", help="move or widen the canvas and draw the "
                                                     "uncovered part")
@@ -186,11 +192,7 @@ def _add_editing_commands(commands, run) -> None:
                           help="move the picture by DY, DX pixels (negative: up, left)")
     outpaint.add_argument("--extend", metavar="TOP,BOTTOM,LEFT,RIGHT",
                           help="add margins (pixels) and zoom out")
-    _add_negative(outpaint)
-    _add_output_options(outpaint, "tinymuse-outpaint.png")
-    _add_pipeline_options(outpaint)
-    _add_generation_options(outpaint)
-    outpaint.set_defaults(run=run["outpaint"])
+    _add_common_options(outpaint, run, "outpaint")
 
     edit = commands.add_parser("edit", help="mask-free editing towards a new prompt")
     _add_edit_input(edit, "what the picture should show after the edit")
@@ -201,10 +203,7 @@ def _add_editing_commands(commands, run) -> None:
                        ("steps",))
     _add_stage_options(edit, "sr_", sampling.EDIT_SUPERRES,
                        "super-resolution stage, if not --guidance's", ("guidance",))
-    _add_negative(edit)
-    _add_output_options(edit, "tinymuse-edit.png")
-    _add_pipeline_options(edit)
-    edit.set_defaults(run=run["edit"])
+    _add_common_options(edit, run, "edit", sampling_flags=False)
 
 
 def _add_inspection_commands(commands, run) -> None:

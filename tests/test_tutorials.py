@@ -1,33 +1,91 @@
-"""Every tutorial chapter runs as written.
+"""Every tutorial chapter runs as written, prints what its text says, and draws its figures.
 
-Each ```python block of a chapter is executed in order, in one namespace, in a
-fresh temporary directory, exactly as a student would paste them. Blocks fenced
-as ```text show output and are not run.
+Each ```python block of a chapter runs in order, in one namespace, in a fresh temporary folder
+(as a student runs them from ``tutorials/``); the ```text block right after a python block is
+what it must print (``tinymuse.cli.tutorials.same_output``: exact, trailing spaces aside, any
+number before a unit of time matching any). The figures a chapter draws into ``figures/`` must
+be, pixel for pixel, the ones committed in ``tutorials/figures/`` (draw them again with
+``tinymuse tutorials --figures``). ``tinymuse tutorials --notebooks`` writes valid notebooks.
 """
-import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
-TUTORIALS = sorted((Path(__file__).parent.parent / "tutorials").glob("*.md"))
-PYTHON_BLOCK = re.compile(r"^```python[ \t]*\n(.*?)^```[ \t]*$", re.S | re.M)
+from tinymuse.cli import tutorials as chapters_of
+
+FOLDER = Path(__file__).parent.parent / "tutorials"
+TUTORIALS = chapters_of.chapters(FOLDER)
 
 
-def python_blocks(path: Path) -> list[str]:
-    return PYTHON_BLOCK.findall(path.read_text(encoding="utf-8"))
+def pixels(path: Path) -> np.ndarray:
+    with Image.open(path) as image:
+        return np.asarray(image.convert("RGBA"))
 
 
-def test_there_are_tutorials():
-    assert TUTORIALS, "tutorials/ holds no chapters"
+def test_there_are_ten_chapters_or_more():
+    assert len(TUTORIALS) >= 10, [p.name for p in TUTORIALS]
 
 
 @pytest.mark.parametrize("chapter", TUTORIALS, ids=[p.stem for p in TUTORIALS])
-def test_chapter_runs_as_written(chapter, tmp_path, monkeypatch):
-    blocks = python_blocks(chapter)
-    assert blocks, f"{chapter.name} has no ```python blocks to run"
-    monkeypatch.chdir(tmp_path)
+def test_chapter_runs_as_written_and_prints_what_it_says(chapter, tmp_path, monkeypatch):
     monkeypatch.setenv("MPLBACKEND", "Agg")
-    namespace = {"__name__": f"tutorial_{chapter.stem}"}
-    for number, source in enumerate(blocks, 1):
-        code = compile(source, f"{chapter.name}, block {number}", "exec")
-        exec(code, namespace)
+    ran = chapters_of.run_chapter(chapter, tmp_path)
+    assert ran, f"{chapter.name} has no ```python blocks to run"
+    stale = [f"block {number}:\n--- the text says ---\n{cell.expected}--- it prints ---\n"
+             f"{printed}" for number, (cell, printed) in enumerate(ran, 1)
+             if cell.expected is not None and not chapters_of.same_output(printed, cell.expected)]
+    assert not stale, f"{chapter.name}: printed output differs from the text\n" + "\n".join(stale)
+    drawn = sorted((tmp_path / chapters_of.FIGURES).glob("*.png"))
+    number = int(chapter.name[:2])
+    if number >= 3:
+        assert drawn, f"{chapter.name} draws no figure into figures/"
+    for figure in drawn:
+        assert figure.name.startswith(chapter.name[:3]), \
+            f"{chapter.name} draws {figure.name}; its figures are named {chapter.name[:3]}*.png"
+        committed = FOLDER / chapters_of.FIGURES / figure.name
+        assert committed.is_file(), f"{committed} is missing: run tinymuse tutorials --figures"
+        assert np.array_equal(pixels(figure), pixels(committed)), \
+            f"{committed} is not what {chapter.name} draws now: run tinymuse tutorials --figures"
+    committed = sorted((FOLDER / chapters_of.FIGURES).glob(f"{chapter.name[:3]}*.png"))
+    assert [f.name for f in committed] == [f.name for f in drawn], \
+        "a committed figure that the chapter no longer draws"
+    text = chapter.read_text(encoding="utf-8")
+    for figure in drawn:
+        assert f"figures/{figure.name}" in text, f"{chapter.name} never shows {figure.name}"
+
+
+def test_the_output_rule_is_exact_but_for_timings():
+    same = chapters_of.same_output
+    assert same("loss 0.25\ntook 1.3 s\n", "loss 0.25  \ntook 0.9 s\n\n")
+    assert same("step in 12 ms", "step in 7.5 ms")
+    assert not same("loss 0.25", "loss 0.26")
+    assert not same("3 seconds", "4 seconds"), "only a number right before a unit"
+    assert not same("12 of 12 base tokens", "11 of 12 base tokens")
+    assert not same("a\nb", "a")
+
+
+def test_cells_pair_each_block_with_the_output_right_after_it(tmp_path):
+    chapter = tmp_path / "01-x.md"
+    chapter.write_text("# Title\n\nText.\n\n```python\nprint(1)\n```\n\n```text\n1\n```\n\n"
+                       "More.\n\n```python\nx = 2\n```\n\nProse.\n\n```text\nnot output\n```\n",
+                       encoding="utf-8")
+    found = chapters_of.cells(chapter)
+    assert [c.kind for c in found] == ["markdown", "code", "markdown", "code", "markdown"]
+    assert found[1] == chapters_of.Cell("code", "print(1)\n", "1\n")
+    assert found[3].expected is None, "a text block after prose is not the block's output"
+    assert "not output" in found[4].source
+
+
+def test_the_chapters_become_valid_notebooks(tmp_path):
+    import nbformat  # the test extra installs it
+    written = chapters_of.write_notebooks(FOLDER, tmp_path / "notebooks")
+    assert len(written) >= 10
+    for path in written:
+        notebook = nbformat.read(path, as_version=4)
+        nbformat.validate(notebook)
+        kinds = {cell.cell_type for cell in notebook.cells}
+        assert kinds == {"markdown", "code"}, (path.name, kinds)
+    figures = list((tmp_path / "notebooks" / "figures").glob("*.png"))
+    assert len(figures) == len(list((FOLDER / "figures").glob("*.png")))

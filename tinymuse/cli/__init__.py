@@ -9,6 +9,7 @@
     tinymuse train --stage all --out runs/cascade   the whole cascade (tinymuse.cascade)
     tinymuse info tinymuse.png                      how a picture was made
     tinymuse vocab                                  the words prompts may use
+    tinymuse tutorials --notebooks DIR              the chapters as Jupyter notebooks
 
 Every image command uses the bundled pipeline (``tinymuse/assets``) unless ``--pipeline DIR``
 names another one: a directory saved by :meth:`tinymuse.Pipeline.save`, or a training run
@@ -19,7 +20,8 @@ The package, one job per module: :mod:`~tinymuse.cli.parser` (the flags and thei
 :mod:`~tinymuse.cli.limits` (the bounds of the command's work), :mod:`~tinymuse.cli.options`
 (flags → settings, pipeline, prompts), :mod:`~tinymuse.cli.outputs` (file names, PNG
 parameters, progress), and the commands: :mod:`~tinymuse.cli.draw`,
-:mod:`~tinymuse.cli.evaluate`, :mod:`~tinymuse.cli.train`, :mod:`~tinymuse.cli.info`.
+:mod:`~tinymuse.cli.evaluate`, :mod:`~tinymuse.cli.train`, :mod:`~tinymuse.cli.info`,
+:mod:`~tinymuse.cli.tutorials`.
 
 Errors a user can fix (an unknown word, a missing file, an image of the wrong size, missing
 weights, a setting out of range, an output that exists) print one line, ``tinymuse: error:
@@ -33,7 +35,7 @@ import re
 import sys
 
 from ..pipeline_files import BUNDLED, TRAIN_COMMAND
-from . import draw, evaluate, info, train
+from . import draw, evaluate, info, train, tutorials
 from .draw import DEMO_PROMPTS
 from .options import CommandError, edit_settings, generation_settings
 from .parser import UsageError
@@ -44,7 +46,8 @@ __all__ = ["main", "build_parser", "CommandError", "DEMO_PROMPTS", "BUNDLED", "T
 
 COMMANDS = {"demo": draw.cmd_demo, "generate": draw.cmd_generate, "inpaint": draw.cmd_inpaint,
             "outpaint": draw.cmd_outpaint, "edit": draw.cmd_edit, "eval": evaluate.cmd_eval,
-            "train": train.cmd_train, "info": info.cmd_info, "vocab": info.cmd_vocab}
+            "train": train.cmd_train, "info": info.cmd_info, "vocab": info.cmd_vocab,
+            "tutorials": tutorials.cmd_tutorials}
 
 # A value such as "-24,0" (a negative --shift) looks to argparse like an unknown flag;
 # written "--shift=-24,0" it is a value. Lists of numbers with a leading minus are joined so.

@@ -218,6 +218,17 @@ def _add_inspection_commands(commands, run) -> None:
                             "weights)")
     vocab.set_defaults(run=run["vocab"])
 
+    tutorials = commands.add_parser("tutorials", help="list the chapters, draw their figures "
+                                                      "again, or write them as notebooks")
+    tutorials.add_argument("--notebooks", metavar="DIR",
+                           help="write each chapter as a Jupyter notebook into DIR (needs "
+                                "pip install 'tinymuse[notebooks]')")
+    tutorials.add_argument("--figures", action="store_true",
+                           help="run every chapter and draw tutorials/figures/ again")
+    tutorials.add_argument("--folder", metavar="DIR",
+                           help="the chapters' folder (default: tutorials/ of this checkout)")
+    tutorials.set_defaults(run=run["tutorials"])
+
 
 def _add_eval_command(commands, run) -> None:
     from ..evaluate import PROMPT_KINDS

@@ -89,3 +89,25 @@ def test_the_chapters_become_valid_notebooks(tmp_path):
         assert kinds == {"markdown", "code"}, (path.name, kinds)
     figures = list((tmp_path / "notebooks" / "figures").glob("*.png"))
     assert len(figures) == len(list((FOLDER / "figures").glob("*.png")))
+
+
+def test_the_command_draws_figures_in_place_and_writes_notebooks(tmp_path, capsys):
+    from tinymuse import cli
+
+    folder = tmp_path / "chapters"
+    folder.mkdir()
+    (folder / "03-a-figure.md").write_text(
+        "# A figure\n\n```python\nimport os\nimport numpy as np\nfrom PIL import Image\n"
+        "os.makedirs('figures', exist_ok=True)\n"
+        "Image.fromarray(np.full((4, 4, 3), 200, np.uint8)).save('figures/03-grey.png')\n"
+        "open('scratch.txt', 'w').write('left in the working folder')\nprint('drawn')\n```\n\n"
+        "```text\ndrawn\n```\n\n![grey](figures/03-grey.png)\n", encoding="utf-8")
+    assert cli.main(["tutorials", "--folder", str(folder), "--figures"]) == 0
+    assert (pixels(folder / "figures" / "03-grey.png")[..., :3] == 200).all()
+    assert sorted(p.name for p in folder.iterdir()) == ["03-a-figure.md", "figures"], \
+        "what else a chapter writes stays out of the chapters' folder"
+    assert cli.main(["tutorials", "--folder", str(folder), "--notebooks",
+                     str(tmp_path / "nb")]) == 0
+    assert (tmp_path / "nb" / "03-a-figure.ipynb").is_file()
+    assert (tmp_path / "nb" / "figures" / "03-grey.png").is_file()
+    assert "wrote 1 notebook in" in capsys.readouterr().out

@@ -185,6 +185,7 @@ def cmd_tutorials(args) -> int:
         draw_figures(folder)
     if args.notebooks:
         written = write_notebooks(folder, Path(args.notebooks))
-        print(f"wrote {len(written)} notebooks in {args.notebooks} (open them with jupyter "
-              f"notebook {args.notebooks})")
+        count = f"{len(written)} notebook" + ("" if len(written) == 1 else "s")
+        print(f"wrote {count} in {args.notebooks} (open them with jupyter notebook "
+              f"{args.notebooks})")
     return 0

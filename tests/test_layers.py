@@ -29,7 +29,7 @@ LAYERS = [
     ["evaluate"],
     ["training"],
     ["editing", "pipeline_files", "pipeline"],
-    ["cascade"],
+    ["cascade", "course"],
     ["cli", "__main__"],
 ]
 LAYER_OF = {name: depth for depth, names in enumerate(LAYERS) for name in names}

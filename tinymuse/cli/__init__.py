@@ -10,6 +10,7 @@
     tinymuse info tinymuse.png                      how a picture was made
     tinymuse vocab                                  the words prompts may use
     tinymuse tutorials --notebooks DIR              the chapters as Jupyter notebooks
+    tinymuse course export DIR --chapters 4         a student copy, chapter 4 to write
 
 Every image command uses the bundled pipeline (``tinymuse/assets``) unless ``--pipeline DIR``
 names another one: a directory saved by :meth:`tinymuse.Pipeline.save`, or a training run
@@ -21,7 +22,7 @@ The package, one job per module: :mod:`~tinymuse.cli.parser` (the flags and thei
 (flags → settings, pipeline, prompts), :mod:`~tinymuse.cli.outputs` (file names, PNG
 parameters, progress), and the commands: :mod:`~tinymuse.cli.draw`,
 :mod:`~tinymuse.cli.evaluate`, :mod:`~tinymuse.cli.train`, :mod:`~tinymuse.cli.info`,
-:mod:`~tinymuse.cli.tutorials`.
+:mod:`~tinymuse.cli.tutorials`, :mod:`~tinymuse.cli.course`.
 
 Errors a user can fix (an unknown word, a missing file, an image of the wrong size, missing
 weights, a setting out of range, an output that exists) print one line, ``tinymuse: error:
@@ -35,7 +36,7 @@ import re
 import sys
 
 from ..pipeline_files import BUNDLED, TRAIN_COMMAND
-from . import draw, evaluate, info, train, tutorials
+from . import course, draw, evaluate, info, train, tutorials
 from .draw import DEMO_PROMPTS
 from .options import CommandError, edit_settings, generation_settings
 from .parser import UsageError
@@ -47,7 +48,7 @@ __all__ = ["main", "build_parser", "CommandError", "DEMO_PROMPTS", "BUNDLED", "T
 COMMANDS = {"demo": draw.cmd_demo, "generate": draw.cmd_generate, "inpaint": draw.cmd_inpaint,
             "outpaint": draw.cmd_outpaint, "edit": draw.cmd_edit, "eval": evaluate.cmd_eval,
             "train": train.cmd_train, "info": info.cmd_info, "vocab": info.cmd_vocab,
-            "tutorials": tutorials.cmd_tutorials}
+            "tutorials": tutorials.cmd_tutorials, "course": course.cmd_course}
 
 # A value such as "-24,0" (a negative --shift) looks to argparse like an unknown flag;
 # written "--shift=-24,0" it is a value. Lists of numbers with a leading minus are joined so.

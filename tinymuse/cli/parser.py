@@ -229,6 +229,22 @@ def _add_inspection_commands(commands, run) -> None:
                            help="the chapters' folder (default: tutorials/ of this checkout)")
     tutorials.set_defaults(run=run["tutorials"])
 
+    course = commands.add_parser("course", help="the exercises: list them, export a student "
+                                                "copy, grade a copy")
+    course.add_argument("action", choices=("list", "export", "grade"))
+    course.add_argument("dir", nargs="?", metavar="DIR",
+                        help="export: the new folder; grade: the copy to grade (default: this "
+                             "checkout)")
+    course.add_argument("--chapters", metavar="SPEC",
+                        help="export: the chapters whose exercises are blanked, e.g. 4, 3-5 or "
+                             "2,7 (default: all)")
+    course.add_argument("--json", action="store_true", help="grade: print the results as JSON")
+    course.add_argument("--gradescope", metavar="FILE",
+                        help="grade: also write Gradescope's results.json to FILE")
+    course.add_argument("--overwrite", action="store_true",
+                        help="grade: replace --gradescope's FILE if it exists")
+    course.set_defaults(run=run["course"])
+
 
 def _add_eval_command(commands, run) -> None:
     from ..evaluate import PROMPT_KINDS

@@ -243,6 +243,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
     An explicit stack instead of recursion, so a graph thousands of operations
     deep does not hit Python's recursion limit.
     """
+    # BEGIN EXERCISE ch01_ex1
     order, expanded = [], set()
     stack = [(root, False)]
     while stack:
@@ -259,6 +260,7 @@ def _topological_order(root: Tensor) -> list[Tensor]:
                 if isinstance(parent, Tensor) and parent.requires_grad and id(parent) not in expanded:
                     stack.append((parent, False))
     return order
+    # END EXERCISE
 
 
 def unbroadcast(grad, shape: tuple):
@@ -270,6 +272,7 @@ def unbroadcast(grad, shape: tuple):
     """
     if grad.shape == shape:
         return grad
+    # BEGIN EXERCISE ch01_ex2
     extra = grad.ndim - len(shape)
     if extra > 0:
         grad = grad.sum(axis=tuple(range(extra)))
@@ -277,6 +280,7 @@ def unbroadcast(grad, shape: tuple):
     if stretched:
         grad = grad.sum(axis=stretched, keepdims=True)
     return grad
+    # END EXERCISE
 
 
 def _run_backward(root: Tensor, root_grad, retain_graph: bool) -> None:
@@ -289,8 +293,10 @@ def _run_backward(root: Tensor, root_grad, retain_graph: bool) -> None:
         if fn is None:  # a leaf: accumulate into .grad (a fresh array, never aliased)
             # xp.array, not .copy(): NumPy arithmetic on 0-d arrays returns NumPy scalars,
             # and .grad must be an array that clipping and optimizers update in place.
+            # BEGIN EXERCISE ch01_ex1
             tensor.grad = (tensor.xp.array(grad) if tensor.grad is None
                            else tensor.xp.asarray(tensor.grad + grad))
+            # END EXERCISE
             continue
         input_grads = fn.backward(grad)
         if not isinstance(input_grads, tuple):
@@ -307,8 +313,10 @@ def _run_backward(root: Tensor, root_grad, retain_graph: bool) -> None:
                     f"{type(fn).__name__}.backward returned a gradient of shape "
                     f"{parent_grad.shape} and dtype {parent_grad.dtype} for an input of shape "
                     f"{parent.shape} and dtype {parent.dtype}")
+            # BEGIN EXERCISE ch01_ex1
             key = id(parent)
             grads[key] = parent_grad if key not in grads else grads[key] + parent_grad
+            # END EXERCISE
         if not retain_graph:
             tensor._fn = _FREED  # drop the saved arrays as soon as they are used
 

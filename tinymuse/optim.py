@@ -204,6 +204,7 @@ class AdamW(Optimizer):
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         theta = param.data
         xp = backend.get_array_module(theta)
+        # BEGIN EXERCISE ch02_ex3
         if not state:
             state["step"] = 0
             state["exp_avg"] = xp.zeros_like(theta)
@@ -227,6 +228,7 @@ class AdamW(Optimizer):
         xp.divide(m, scratch, out=scratch)
         scratch *= lr / bias1                                 # lr · m̂ / (√v̂ + ε)
         theta -= scratch
+        # END EXERCISE
 
 
 def weight_decay_groups(model, weight_decay: float) -> list[dict]:
@@ -272,12 +274,14 @@ def warmup_cosine_lr(step: int, base_lr: float, warmup_steps: int, total_steps: 
         raise ValueError(f"need 0 <= min_lr <= base_lr, got min_lr={min_lr}, base_lr={base_lr}")
     if step < 0:
         raise ValueError(f"step must be >= 0, got {step}")
+    # BEGIN EXERCISE ch02_ex4
     if step < warmup_steps:
         return base_lr * (step + 1) / warmup_steps
     if step >= total_steps:
         return min_lr
     progress = (step - warmup_steps) / (total_steps - warmup_steps)
     return min_lr + (base_lr - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    # END EXERCISE
 
 
 class WarmupCosine:

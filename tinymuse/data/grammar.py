@@ -119,6 +119,9 @@ def _write_single(obj):
 
 
 def _write_group(obj, count, rng):
+    """The group rule: ``count [size] colour shape(s)`` ("two small blue squares") or
+    ``count [size] shape(s) "in" colour`` ("a circle in red")."""
+    # BEGIN EXERCISE ch03_ex1
     shape = obj.shape if count == 1 else _plural(obj.shape)
     size = [obj.size] if obj.size else []
     if rng.random() < P_COLOUR_AFTER:
@@ -128,6 +131,7 @@ def _write_group(obj, count, rng):
     if count == 1 and rng.random() >= P_ONE:
         return _with_article(rest)
     return f"{COUNT_WORDS[count]} {rest}"
+    # END EXERCISE
 
 
 def _write_glyph(glyph, rng):
@@ -306,6 +310,7 @@ class _Parser:
         """``[size] colour shape`` or ``[size] shape in colour``.
 
         Returns the object and whether its colour came after the shape."""
+        # BEGIN EXERCISE ch03_ex2
         size = self.optional(SIZES)
         colour = self.optional(COLOURS)
         if colour is None and not colour_after_allowed:
@@ -323,6 +328,7 @@ class _Parser:
             self.take({"in"}, "'in' and a colour")
             colour = self.take(COLOURS, f"a colour ({', '.join(COLOURS)})")
         return ObjectSpec(shape, colour, size), colour_after
+        # END EXERCISE
 
     def background(self):
         """An optional background phrase; the background's name, or None."""

@@ -122,9 +122,8 @@ def foreground(pixels, background_rgb):
     blurred fringes of two nearby objects do not join them), or far from the background in a
     colour off every mixing line (so a model's odd colours still count as something)."""
     offsets = (pixels - background_rgb).reshape(-1, 3)
-    directions = _COLOUR_RGB - background_rgb  # [K, 3]
-    alpha = np.clip(offsets @ directions.T / (directions**2).sum(axis=1), 0.0, 1.0)  # [N, K]
-    residuals = np.linalg.norm(offsets[:, None] - alpha[:, :, None] * directions, axis=-1)
+    alpha, residuals = mixing_lines(offsets, _COLOUR_RGB - background_rgb)  # [N, K] each
+    # BEGIN EXERCISE ch03_ex3
     nearest = residuals.argmin(axis=1)
     rows = np.arange(len(offsets))
     covered = alpha[rows, nearest] >= 0.5
@@ -132,6 +131,21 @@ def foreground(pixels, background_rgb):
         np.linalg.norm(offsets, axis=1) > FOREGROUND_THRESHOLD
     )
     return (covered | odd).reshape(pixels.shape[:2])
+    # END EXERCISE
+
+
+def mixing_lines(offsets, directions):
+    """Where ``offsets`` ``[N, 3]`` (pixels minus the background) lie against the mixing lines
+    that run from the background along ``directions`` ``[K, 3]`` (each colour minus the
+    background): ``(alpha, residuals)``, both ``[N, K]``. ``alpha`` is how far along each line
+    a pixel projects, clipped to [0, 1] (how much of the pixel that colour covers);
+    ``residuals`` is the pixel's distance from the point ``alpha`` along that line."""
+    # BEGIN EXERCISE ch03_ex3
+    alpha = np.clip(offsets @ directions.T / (directions**2).sum(axis=1), 0.0, 1.0)  # [N, K]
+    mixes = alpha[:, :, None] * directions[None]  # [N, K, 3]
+    residuals = np.linalg.norm(offsets[:, None] - mixes, axis=-1)  # [N, K]
+    return alpha, residuals
+    # END EXERCISE
 
 
 def connected_components(mask):
@@ -143,6 +157,7 @@ def connected_components(mask):
     jumping, which spreads a label across a long region in few rounds). When nothing changes,
     each region holds one number: the smallest in it.
     """
+    # BEGIN EXERCISE ch03_ex4
     h, w = mask.shape
     flat = np.arange(h * w).reshape(h, w)
     none = h * w  # a number larger than any pixel's
@@ -163,16 +178,14 @@ def connected_components(mask):
     dense = dense.reshape(h, w) + 1
     dense[~mask] = 0
     return dense, int(len(roots) - (none in roots))
+    # END EXERCISE
 
 
 def classify_colour(pixels, background_rgb, palette=_COLOUR_RGB):
     """Index of the palette colour whose mixing line with the background best explains
     ``pixels`` ``[N, 3]``, and the mean distance of the pixels from that line."""
     offsets = pixels - background_rgb  # [N, 3]
-    directions = palette - background_rgb  # [K, 3]
-    alpha = np.clip(offsets @ directions.T / (directions**2).sum(axis=1), 0.0, 1.0)  # [N, K]
-    mixes = alpha[:, :, None] * directions[None]  # [N, K, 3]
-    residuals = np.linalg.norm(offsets[:, None] - mixes, axis=-1)  # [N, K]
+    _, residuals = mixing_lines(offsets, palette - background_rgb)  # [N, K]
     weights = np.linalg.norm(offsets, axis=-1, keepdims=True)  # trust the purest pixels most
     cost = (residuals * weights).sum(axis=0) / max(float(weights.sum()), 1e-6)
     best = int(np.argmin(cost))

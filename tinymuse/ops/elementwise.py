@@ -162,7 +162,9 @@ class Mul(Function):
 
     def backward(self, grad):
         need_a, need_b = self.needs_input_grad
+        # BEGIN EXERCISE ch01_ex3
         return (grad * self.b if need_a else None), (grad * self.a if need_b else None)
+        # END EXERCISE
 
 
 class Div(Function):
@@ -176,9 +178,11 @@ class Div(Function):
 
     def backward(self, grad):
         need_a, need_b = self.needs_input_grad
+        # BEGIN EXERCISE ch01_ex3
         grad_a = grad / self.b
         grad_b = -grad_a * self.out if need_b else None
         return (grad_a if need_a else None), grad_b
+        # END EXERCISE
 
 
 class Neg(Function):

@@ -67,24 +67,30 @@ class MatMul(Function):
         grad_a = grad_b = None
         if self.layout == "rows":
             g2 = grad.reshape(-1, grad.shape[-1])
+            # BEGIN EXERCISE ch01_ex4
             if need_a:
                 grad_a = (g2 @ self.b.T).reshape(self.a_shape)
             if need_b:
                 grad_b = self.a2.T @ g2
+            # END EXERCISE
         elif self.layout == "cols":
             m = grad.shape[-2]
             gt2 = grad.swapaxes(-1, -2).reshape(-1, m)          # dL/dCᵀ, stacked
+            # BEGIN EXERCISE ch01_ex4
             if need_a:
                 grad_a = gt2.T @ self.bt2                      # (m, k)
             if need_b:
                 n, k = self.b_shape[-1], self.b_shape[-2]
                 grad_b = (gt2 @ self.a).reshape(self.b_shape[:-2] + (n, k)).swapaxes(-1, -2)
+            # END EXERCISE
         else:
             xp = backend.get_array_module(grad)
+            # BEGIN EXERCISE ch01_ex4
             if need_a:
                 grad_a = xp.matmul(grad, self.b.swapaxes(-1, -2))
             if need_b:
                 grad_b = xp.matmul(self.a.swapaxes(-1, -2), grad)
+            # END EXERCISE
         return grad_a, grad_b
 
 
@@ -111,9 +117,11 @@ class LinearFunction(Function):
     def backward(self, grad):
         need_x, need_w, need_b = self.needs_input_grad
         g2 = grad.reshape(-1, grad.shape[-1])
+        # BEGIN EXERCISE ch02_ex1
         grad_x = (g2 @ self.weight).reshape(self.x_shape) if need_x else None
         grad_w = g2.T @ self.x2 if need_w else None
         grad_b = g2.sum(axis=0) if need_b else None
+        # END EXERCISE
         return grad_x, grad_w, grad_b
 
 

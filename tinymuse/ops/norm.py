@@ -48,12 +48,14 @@ def _standardize_backward(g, x_hat, inv_std):
     ``g`` must be a temporary owned by the caller: it is overwritten and
     returned as dx.
     """
+    # BEGIN EXERCISE ch02_ex2
     mean_g = g.mean(axis=-1, keepdims=True)
     mean_g_x_hat = _row_dot(g, x_hat) / g.shape[-1]
     g -= mean_g
     g -= x_hat * mean_g_x_hat
     g *= inv_std
     return g
+    # END EXERCISE
 
 
 class LayerNormFunction(Function):
@@ -73,6 +75,7 @@ class LayerNormFunction(Function):
         x_hat, weight = self.x_hat, self.weight
         needs_x, needs_w, needs_b = self.needs_input_grad
         dx = dw = db = None
+        # BEGIN EXERCISE ch02_ex2
         if needs_w:                                  # dγ = Σ over positions of dy·x̂
             size = grad.shape[-1]
             dw = xp.einsum("ni,ni->i", grad.reshape(-1, size), x_hat.reshape(-1, size))
@@ -81,6 +84,7 @@ class LayerNormFunction(Function):
         if needs_x:
             g = grad * weight if weight is not None else grad.copy()
             dx = _standardize_backward(g, x_hat, self.inv_std)
+        # END EXERCISE
         return dx, dw, db
 
 

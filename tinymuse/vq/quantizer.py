@@ -140,10 +140,12 @@ class VectorQuantizer(Module):
             codes = self.codes().data
         if self.l2_normalize:
             z = _l2_normalize_array(z)
+        # BEGIN EXERCISE ch04_ex1
         scores = z @ codes.T                          # (N, K): z·e_k
         scores *= -2.0
         scores += (codes * codes).sum(axis=1)         # + ‖e_k‖²
         return Tensor(scores.argmin(axis=1))
+        # END EXERCISE
 
     def embed(self, ids) -> Tensor:
         """Code vectors for integer ids of any shape: ids.shape + (code_dim,)."""
@@ -161,6 +163,7 @@ class VectorQuantizer(Module):
         if self.l2_normalize:
             z = l2_normalize(z)
         ids = self.nearest(z)
+        # BEGIN EXERCISE ch04_ex2
         if self.update == "loss":
             q = F.embedding(ids, self.codes())                # gradient reaches the codebook
             loss = F.mse_loss(q, z.detach())
@@ -170,6 +173,7 @@ class VectorQuantizer(Module):
         commitment = F.mse_loss(z, q.detach())
         loss = self.beta * commitment if loss is None else loss + self.beta * commitment
         z_q = z + (q - z).detach()                            # straight-through
+        # END EXERCISE
         if self.training:
             with no_grad():
                 self._update_codebook(z.data, ids.data)
@@ -183,6 +187,7 @@ class VectorQuantizer(Module):
         """Training-mode bookkeeping on raw arrays: running counts, the EMA
         update of the codes, and restarts of dead codes."""
         xp = backend.get_array_module(z)
+        # BEGIN EXERCISE ch04_ex3
         gamma = self.decay
         count = self.code_count.data
         count *= gamma
@@ -196,11 +201,13 @@ class VectorQuantizer(Module):
             total = count.sum()
             smoothed = (count + self.eps) / (total + self.codebook_size * self.eps) * total
             self.codebook.data[...] = code_sum / smoothed[:, None]
+        # END EXERCISE
         if self.restart_dead_codes:
             self._restart_dead_codes(z)
 
     def _restart_dead_codes(self, z) -> None:
         xp = backend.get_array_module(z)
+        # BEGIN EXERCISE ch04_ex4
         dead = xp.flatnonzero(self.code_count.data < self.dead_code_threshold)
         if dead.size == 0:
             return
@@ -214,6 +221,7 @@ class VectorQuantizer(Module):
         self.code_count.data[dead] = self.dead_code_threshold
         if self.update == "ema":
             self.code_sum.data[dead] = fresh * self.dead_code_threshold
+        # END EXERCISE
 
     def extra_repr(self) -> str:
         return (f"{self.codebook_size}, {self.code_dim}, beta={self.beta}, update={self.update!r}, "

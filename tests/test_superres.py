@@ -131,13 +131,13 @@ def test_the_training_step_masks_the_high_tokens_and_backpropagates_into_the_rea
 
     monkeypatch.setattr(model, "logits", spy)
     masks = []
-    original_mask = superres_module.sample_training_mask
+    original_mask = base_module.sample_training_mask
 
     def mask_spy(*args, **kwargs):
         masks.append(backend.to_numpy(original_mask(*args, **kwargs)))
         return masks[-1] if device == "cpu" else backend.to_device(masks[-1], device)
 
-    monkeypatch.setattr(superres_module, "sample_training_mask", mask_spy)
+    monkeypatch.setattr(base_module, "sample_training_mask", mask_spy)
     batch = random_batch(np.random.default_rng(2))
     step = model.training_loss(batch, backend.Generator(3))
     tokens = batch["tokens"].reshape(len(masks[-1]), -1)
@@ -157,8 +157,8 @@ def test_the_training_step_draws_dropout_then_mask_then_corruption(monkeypatch):
     stage's step, then the corruption of the low-resolution tokens."""
     model = tiny_model(low_token_noise=0.5)
     seen = {}
-    original_mask = superres_module.sample_training_mask
-    monkeypatch.setattr(superres_module, "sample_training_mask",
+    original_mask = base_module.sample_training_mask
+    monkeypatch.setattr(base_module, "sample_training_mask",
                         lambda *a, **k: seen.setdefault("mask", original_mask(*a, **k)))
     original_context = model.make_context
     monkeypatch.setattr(model, "make_context",

@@ -122,6 +122,7 @@ def sample_tokens(logits, generator: backend.Generator | None = None, *,
         raise ValueError(f"temperature must be >= 0; got {temperature}")
     if top_k is not None and top_k < 1:
         raise ValueError(f"top_k must be a positive integer or None; got {top_k}")
+    # BEGIN EXERCISE ch07_ex2
     if temperature == 0:
         return logits.argmax(axis=-1)
     xp = get_array_module(logits)
@@ -139,17 +140,20 @@ def sample_tokens(logits, generator: backend.Generator | None = None, *,
     scores *= temperature
     scores += logits
     return scores.argmax(axis=-1)
+    # END EXERCISE
 
 
 def guidance_scale_at(step: int, total_steps: int, scale: float,
                       schedule: str = "constant") -> float:
     """The guidance scale ``s_t`` used at decoding step ``t`` (0-based):
     ``s`` for "constant", ``s · (t+1) / T`` for "linear" (full strength at the last step)."""
+    # BEGIN EXERCISE ch07_ex4
     if schedule == "constant":
         return float(scale)
     if schedule == "linear":
         return float(scale) * (step + 1) / total_steps
     raise ValueError(f"unknown guidance schedule {schedule!r}; choose one of {GUIDANCE_SCHEDULES}")
+    # END EXERCISE
 
 
 # --------------------------------------------------------------------------- #
@@ -188,10 +192,12 @@ def _guided_logits(logits_fn, tokens, rows, cols, condition, uncond_condition, s
     else:  # two calls on B rows
         cond = _call(logits_fn, tokens, condition)[rows, cols]
         uncond = _call(logits_fn, tokens, uncond_condition)[rows, cols]
+    # BEGIN EXERCISE ch07_ex4
     cond *= 1 + scale  # in place: fancy indexing gave us fresh copies
     uncond *= scale
     cond -= uncond
     return cond
+    # END EXERCISE
 
 
 def _check_guidance(guidance_scale, uncond_condition):
@@ -271,7 +277,7 @@ def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, setting
                                 top_k=settings.top_k)
         tokens[rows, cols] = sampled
         if t < steps - 1:
-            choice_scale = settings.choice_temperature * (1 - (t + 1) / steps)
+            choice_scale = _choice_scale(t, steps, settings.choice_temperature)
             masked = _least_confident(logits, sampled, rows, cols, tokens.shape, counts[t],
                                       choice_scale, generator)
             tokens[masked] = mask_id
@@ -284,10 +290,19 @@ def decode(logits_fn: Callable, tokens, condition=None, *, mask_id: int, setting
     return DecodeResult(tokens, intermediates)
 
 
+def _choice_scale(step: int, total_steps: int, choice_temperature: float) -> float:
+    """The scale ``τ_t`` of the Gumbel noise on the confidences after step ``t`` (0-based) of
+    ``T``: ``choice_temperature · (1 − (t+1)/T)``, falling linearly to 0 at the last step."""
+    # BEGIN EXERCISE ch07_ex3
+    return choice_temperature * (1 - (step + 1) / total_steps)
+    # END EXERCISE
+
+
 def _least_confident(logits, sampled, rows, cols, shape, counts, choice_scale, generator):
     """The positions to mask again after a step: in each row the ``counts[b]`` least confident
     of the tokens just sampled, confidence being ``log p(token)`` plus Gumbel noise scaled by
     ``choice_scale``. Tokens revealed earlier have confidence +∞ and are never chosen."""
+    # BEGIN EXERCISE ch07_ex3
     xp = get_array_module(logits)
     confidence = xp.full(shape, xp.inf, dtype=logits.dtype)
     log_p = _log_prob_of(logits, sampled)
@@ -298,6 +313,7 @@ def _least_confident(logits, sampled, rows, cols, shape, counts, choice_scale, g
     confidence[rows, cols] = log_p
     rank = xp.argsort(xp.argsort(confidence, axis=1), axis=1)  # 0 = least confident
     return rank < counts[:, None]
+    # END EXERCISE
 
 
 def generate(logits_fn: Callable, condition=None, *, batch_size: int, num_tokens: int,
@@ -330,14 +346,16 @@ def mask_free_edit_step(logits_fn: Callable, tokens, condition=None, *, mask_id:
     xp = get_array_module(tokens)
     generator = generator or backend.default_generator
     batch, num_tokens = tokens.shape
+    # BEGIN EXERCISE ch09_ex4
     available = region.sum(axis=1) if region is not None else xp.full((batch,), num_tokens)
     counts = xp.ceil(settings.fraction * available).astype(np.int64)
     resample = random_mask(counts, num_tokens, generator, allowed=region,
                            device=backend.device_of(tokens))
-    result = decode(logits_fn, tokens, condition, mask_id=mask_id, mask=resample,
-                    settings=settings, uncond_condition=uncond_condition,
-                    concat_conditions=concat_conditions, generator=generator)
+    result = decode(logits_fn, tokens, condition, mask_id=mask_id, settings=settings,
+                    mask=resample, generator=generator, uncond_condition=uncond_condition,
+                    concat_conditions=concat_conditions)
     return DecodeStep(result.tokens, resample)
+    # END EXERCISE
 
 
 def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,

@@ -152,8 +152,11 @@ def token_mask(pixel_mask, grid: int) -> np.ndarray:
     batch, height, width = pixel_mask.shape
     if height != width or height % grid:
         raise ValueError(f"a {height}×{width} mask does not split into {grid}×{grid} patches")
-    patch = height // grid
-    return pixel_mask.reshape(batch, grid, patch, grid, patch).any(axis=(2, 4))
+    # BEGIN EXERCISE ch09_ex1
+    patch = height // grid                                         # pixels per token side
+    patches = pixel_mask.reshape(batch, grid, patch, grid, patch)  # (B, g, p, g, p)
+    return patches.any(axis=(2, 4))
+    # END EXERCISE
 
 
 def downsample(images, factor: int) -> np.ndarray:
@@ -182,6 +185,7 @@ def shift_canvas(images, dy: int, dx: int, fill: float = 0.0):
     if abs(dy) >= size or abs(dx) >= size or (dy, dx) == (0, 0):
         raise ValueError(f"shift=(dy, dx) must move the picture by 1 to {size - 1} pixels "
                          f"along at least one axis; got {(dy, dx)}")
+    # BEGIN EXERCISE ch09_ex2
     canvas = np.full_like(images, fill)
     uncovered = np.ones((images.shape[0], size, size), dtype=bool)
     rows = slice(max(dy, 0), size + min(dy, 0))
@@ -191,6 +195,7 @@ def shift_canvas(images, dy: int, dx: int, fill: float = 0.0):
     canvas[:, :, rows, cols] = images[:, :, source_rows, source_cols]
     uncovered[:, rows, cols] = False
     return canvas, uncovered
+    # END EXERCISE
 
 
 def extend_canvas(images, extend, fill: float = 0.0):
@@ -212,6 +217,7 @@ def extend_canvas(images, extend, fill: float = 0.0):
                          f"add as much in height (top + bottom) as in width (left + right)")
     if top + bottom == 0:
         raise ValueError("extend adds no margin: give at least one positive side")
+    # BEGIN EXERCISE ch09_ex3
     big = size + top + bottom
     canvas = np.full(images.shape[:2] + (big, big), fill, dtype=np.float32)
     canvas[:, :, top:top + size, left:left + size] = images
@@ -224,6 +230,7 @@ def extend_canvas(images, extend, fill: float = 0.0):
     shrunk = np.stack([np.stack([shrink(channel) for channel in image]) for image in canvas])
     uncovered = shrink(new) > 1e-6
     return np.clip(shrunk, -1.0, 1.0), np.broadcast_to(uncovered, (len(images), size, size)).copy()
+    # END EXERCISE
 
 
 # --------------------------------------------------------------------------- #

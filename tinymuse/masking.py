@@ -108,9 +108,11 @@ def get_schedule(schedule):
 def training_mask_counts(fraction, num_tokens: int):
     """How many of ``num_tokens`` to mask for a masked fraction: ``⌈fraction·N⌉``,
     clipped to ``[1, N]`` so that every example has something to predict."""
+    # BEGIN EXERCISE ch06_ex1
     xp = get_array_module(fraction)
     counts = xp.ceil(xp.asarray(fraction) * num_tokens)
     return xp.clip(counts, 1, num_tokens).astype(np.int64)
+    # END EXERCISE
 
 
 def random_mask(counts, num_tokens: int, generator: backend.Generator | None = None, *,
@@ -158,9 +160,11 @@ def sample_training_mask(batch: int, num_tokens: int, generator: backend.Generat
     ``generator.random((batch, N))`` for the positions (see :func:`random_mask`).
     """
     generator = generator or backend.default_generator
+    # BEGIN EXERCISE ch06_ex1
     ratios = generator.random((batch,), dtype=np.float64, device=device)
     counts = training_mask_counts(get_schedule(schedule)(ratios), num_tokens)
     return random_mask(counts, num_tokens, generator, device=backend.device_of(ratios))
+    # END EXERCISE
 
 
 def apply_mask(tokens, mask, mask_id: int):
@@ -203,6 +207,7 @@ def decoding_schedule(total_steps: int, num_masked, schedule="cosine") -> np.nda
     start = np.asarray(backend.to_numpy(num_masked), dtype=np.int64)
     if np.any(start < 0):
         raise ValueError(f"num_masked must be >= 0; got {start.tolist()}")
+    # BEGIN EXERCISE ch07_ex1
     counts = np.zeros((total_steps,) + start.shape, dtype=np.int64)
     previous = start
     for t in range(total_steps - 1):
@@ -211,6 +216,7 @@ def decoding_schedule(total_steps: int, num_masked, schedule="cosine") -> np.nda
         current = np.maximum(1, np.minimum(previous - 1, proposed))
         previous = counts[t] = np.minimum(previous, current)  # a row at 0 stays at 0
     return counts
+    # END EXERCISE
 
 
 def masked_count(step: int, total_steps: int, num_masked_initially, schedule="cosine"):

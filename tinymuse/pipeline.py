@@ -217,6 +217,7 @@ class Pipeline:
         negatives = sampling.negative_prompt_list(negative_prompt, len(prompts))
         self.check_output(output)
         (low, high), (low_mask, high_mask) = tokens or (None, None), masks or (None, None)
+        # BEGIN EXERCISE ch08_ex4
         generator = self.generator(seed)
         low = sample_stage(self.base, prompts, base, tokens=low, mask=low_mask,
                            negative_prompts=negatives, generator=generator,
@@ -225,6 +226,7 @@ class Pipeline:
                             mask=high_mask, negative_prompts=negatives, generator=generator,
                             on_step=stage_hook(callback, "superres")).tokens
         return self.finish(low, high, output, return_tokens)
+        # END EXERCISE
 
     def inpaint(self, image, pixel_mask, prompt, **options):
         """Regenerate the masked pixels of ``image`` under ``prompt``, keeping the rest

@@ -19,7 +19,8 @@ Objects are matched to the caption's objects first (the pairing that agrees on t
 colours, then shapes, then sizes), so "a red circle left of a blue square" is checked on the red
 circle and the blue square wherever they are; that is how a swapped relation gets caught.
 
-:func:`score_prompts` averages the reports of many prompts into one accuracy per attribute.
+:func:`score_prompts` averages the reports of many prompts into one accuracy per attribute
+(:func:`attribute_accuracy`); :mod:`~tinymuse.evaluate.stats` puts error bars on them.
 """
 
 from dataclasses import dataclass
@@ -111,13 +112,26 @@ def score_prompts(prompts, images):
         raise ValueError(
             f"got {len(specs)} prompts but {len(batch)} images; give one image per prompt"
         )
+    return attribute_accuracy(score_image(spec, image) for spec, image in zip(specs, batch))
+
+
+def attribute_accuracy(reports) -> dict:
+    """Average many :class:`OracleReport` s into one accuracy per attribute.
+
+    Returns a dict from each attribute that at least one report states, and ``"all"``, to the
+    fraction of the reports stating it that pass it, in the order of :data:`ATTRIBUTES`. An
+    attribute a prompt does not state counts for nothing, so the "size" of a set is measured
+    on the prompts that name a size only.
+    """
+    # BEGIN EXERCISE ch10_ex2
     totals, passed = {}, {}
-    for spec, image in zip(specs, batch):
-        for name, ok in score_image(spec, image).as_dict().items():
+    for report in reports:
+        for name, ok in report.as_dict().items():
             totals[name] = totals.get(name, 0) + 1
             passed[name] = passed.get(name, 0) + int(ok)
     order = [*ATTRIBUTES, "all"]
     return {name: passed[name] / totals[name] for name in order if name in totals}
+    # END EXERCISE
 
 
 def _as_spec(prompt):
@@ -161,11 +175,9 @@ def _all_agree(pairs, attribute):
 def _relation_holds(first, second, relation):
     """Whether the seen object ``first`` is ``relation`` the seen object ``second``: its centre
     lies on that side, more along that axis than across it."""
+    # BEGIN EXERCISE ch10_ex1
     dx, dy = second.x - first.x, second.y - first.y
-    along, across = {
-        "left of": (dx, dy),
-        "right of": (-dx, dy),
-        "above": (dy, dx),
-        "below": (-dy, dx),
-    }[relation]
+    axes = {"left of": (dx, dy), "right of": (-dx, dy), "above": (dy, dx), "below": (-dy, dx)}
+    along, across = axes[relation]  # the offset along the relation's axis, and across it
     return along > 0 and abs(along) > abs(across)
+    # END EXERCISE

@@ -135,10 +135,12 @@ def masked_token_loss(logits: Tensor, targets, mask, label_smoothing: float = 0.
     cannot change the loss or its gradient. ``accuracy`` is the share of masked positions whose
     argmax is the target.
     """
+    # BEGIN EXERCISE ch06_ex2
     loss = F.cross_entropy(logits, targets, weight=mask, label_smoothing=label_smoothing)
     correct = (logits.data.argmax(axis=-1) == targets) & mask
     accuracy = float(correct.sum()) / max(1, int(mask.sum()))
     return loss, accuracy
+    # END EXERCISE
 
 
 class BaseTransformer(nn.Module):
@@ -253,12 +255,14 @@ class BaseTransformer(nn.Module):
         Returns ``(ids, mask, dropped)``; a dropped row has every text position masked out
         (only [CLS] remains) and ``pad_id`` ids. Draws ``generator.random((B,))``.
         """
+        # BEGIN EXERCISE ch06_ex3
         xp = backend.get_array_module(ids)
         dropped = generator.random((ids.shape[0],), device=backend.device_of(ids))
         dropped = dropped < self.config.caption_dropout
         ids = xp.where(dropped[:, None], self.config.text.pad_id, ids).astype(ids.dtype, copy=False)
         mask = mask & ~dropped[:, None]
         return ids, mask, dropped
+        # END EXERCISE
 
     # -------------------------------------------------------------- tokens
     def logits(self, tokens, context: TextContext) -> Tensor:
@@ -297,13 +301,21 @@ class BaseTransformer(nn.Module):
         tokens = tokens.reshape(tokens.shape[0], -1).astype(np.int64, copy=False)
         ids = backend.to_device(batch["text_ids"], self.device)
         text_mask = backend.to_device(batch["text_mask"], self.device)
+        # BEGIN EXERCISE ch06_ex4
         ids, text_mask, _ = self.drop_captions(ids, text_mask, generator)
         mask = sample_training_mask(tokens.shape[0], tokens.shape[1], generator,
                                     self.config.mask_schedule, device=self.device)
         inputs = apply_mask(tokens, mask, self.mask_id)
-        logits = self.logits(inputs, self.encode_text(ids, text_mask))
+        logits = self.logits(inputs, self.training_context(batch, ids, text_mask, generator))
         loss, accuracy = masked_token_loss(logits, tokens, mask, self.config.label_smoothing)
         return MaskedStep(loss, accuracy, int(xp.count_nonzero(mask)))
+        # END EXERCISE
+
+    def training_context(self, batch: dict, ids, text_mask, generator: backend.Generator):
+        """What the transformer attends to in a training step: the (possibly dropped)
+        caption's text context. A model that reads more (the super-resolution model's
+        low-resolution tokens) adds it here, drawing from ``generator`` after the mask."""
+        return self.encode_text(ids, text_mask)
 
     # -------------------------------------------------------------- files
     def save(self, path, metadata: dict | None = None):

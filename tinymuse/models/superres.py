@@ -55,10 +55,8 @@ import numpy as np
 
 from .. import backend, nn
 from .. import functional as F
-from ..masking import apply_mask, sample_training_mask
 from ..tensor import Tensor
-from .base import BaseTransformer, BaseTransformerConfig, MaskedStep, TextContext, \
-    masked_token_loss
+from .base import BaseTransformer, BaseTransformerConfig, TextContext
 
 __all__ = ["SuperResTransformerConfig", "SuperResTransformer"]
 
@@ -167,16 +165,19 @@ class SuperResTransformer(BaseTransformer):
     def encode_low_tokens(self, low_tokens) -> Tensor:
         """Low-resolution token grids (B, h, w) or (B, h·w) → embeddings (B, h·w, d_model):
         embedding + positions, ``low_num_layers`` self-attention blocks, a LayerNorm."""
+        # BEGIN EXERCISE ch08_ex1
         x = self.low_embedding(self._low_tokens(low_tokens)) + self.low_positions
         for block in self.low_blocks:
             x = block(x)
         return self.low_norm(x)
+        # END EXERCISE
 
     def make_context(self, text: TextContext, low_tokens) -> TextContext:
         """The context the high-resolution tokens cross-attend to: the encoded
         low-resolution tokens (never masked), then the text embeddings. (Attention does not
         care about the order; low tokens first keeps them at a fixed place, since contexts
         of different text lengths are padded at the end.)"""
+        # BEGIN EXERCISE ch08_ex2
         low = self.encode_low_tokens(low_tokens)
         if low.shape[0] != text.embeddings.shape[0]:
             raise ValueError(f"{low.shape[0]} low-resolution grids but "
@@ -185,6 +186,7 @@ class SuperResTransformer(BaseTransformer):
         mask = xp.concatenate([xp.ones(low.shape[:2], dtype=bool),
                                backend.to_device(text.mask, self.device)], axis=1)
         return TextContext(F.concatenate([low, text.embeddings], axis=1), mask)
+        # END EXERCISE
 
     def prompt_context(self, prompts, low_tokens=None) -> TextContext:
         """What decoding conditions on: the base stage's ``low_tokens`` (B, h, w), read, and
@@ -205,11 +207,13 @@ class SuperResTransformer(BaseTransformer):
         c = self.config
         if not c.low_skip:
             return x
+        # BEGIN EXERCISE ch08_ex3
         batch, low_side, d = x.shape[0], c.low_grid_size, c.d_model
         low = context.embeddings[:, :c.num_low_tokens]           # the start of the context
         low = low.reshape(batch, low_side, low_side, d).permute(0, 3, 1, 2)
         low = F.upsample_nearest2d(low, c.grid_size // low_side)  # (B, d, H, W)
         return x + self.low_skip(low.permute(0, 2, 3, 1).reshape(batch, c.num_tokens, d))
+        # END EXERCISE
 
     # ----------------------------------------------------------- training
     def corrupt_low_tokens(self, low_tokens, generator: backend.Generator):
@@ -226,25 +230,11 @@ class SuperResTransformer(BaseTransformer):
                                    device=device)
         return xp.where(replace, codes, low_tokens).astype(low_tokens.dtype, copy=False)
 
-    def training_loss(self, batch: dict, generator: backend.Generator) -> MaskedStep:
-        """The masked-token loss on one batch: the base stage's batch plus ``low_tokens``
-        (B, h, w), the low-resolution grids of the same images.
-
-        Draws from ``generator``, in order: caption dropout, the training mask (as the base
-        model), then the low-resolution corruption (:meth:`corrupt_low_tokens`).
-        """
-        xp = backend.xp_for(self.device)
-        tokens = backend.to_device(batch["tokens"], self.device)
-        tokens = tokens.reshape(tokens.shape[0], -1).astype(np.int64, copy=False)
+    def training_context(self, batch: dict, ids, text_mask, generator: backend.Generator):
+        """The base model's training step (:meth:`BaseTransformer.training_loss`) with the
+        batch's ``low_tokens`` (B, h, w), the low-resolution grids of the same images, in the
+        context. Draws from ``generator``, after caption dropout and the training mask, the
+        low-resolution corruption (:meth:`corrupt_low_tokens`)."""
         low_tokens = self._low_tokens(batch["low_tokens"]).astype(np.int64, copy=False)
-        ids = backend.to_device(batch["text_ids"], self.device)
-        text_mask = backend.to_device(batch["text_mask"], self.device)
-        ids, text_mask, _ = self.drop_captions(ids, text_mask, generator)
-        mask = sample_training_mask(tokens.shape[0], tokens.shape[1], generator,
-                                    self.config.mask_schedule, device=self.device)
         low_tokens = self.corrupt_low_tokens(low_tokens, generator)
-        inputs = apply_mask(tokens, mask, self.mask_id)
-        context = self.make_context(self.encode_text(ids, text_mask), low_tokens)
-        logits = self.logits(inputs, context)
-        loss, accuracy = masked_token_loss(logits, tokens, mask, self.config.label_smoothing)
-        return MaskedStep(loss, accuracy, int(xp.count_nonzero(mask)))
+        return self.make_context(self.encode_text(ids, text_mask), low_tokens)

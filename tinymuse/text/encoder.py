@@ -112,6 +112,7 @@ class TextEncoder(nn.Module):
         ``allow_mask_token`` lets ``mask_id`` appear in ``ids`` (MLM pretraining only).
         """
         ids, mask = self._check(ids, mask, allow_mask_token)
+        # BEGIN EXERCISE ch05_ex1
         xp = backend.xp_for(self.device)
         batch = ids.shape[0]
         ids = xp.concatenate([xp.full((batch, 1), self.config.cls_id, dtype=ids.dtype), ids], axis=1)
@@ -121,6 +122,7 @@ class TextEncoder(nn.Module):
             # A key padding mask: every query may look at [CLS] and the real tokens only.
             x = block(x, mask=mask)
         return TextEncoding(self.norm(x), mask)
+        # END EXERCISE
 
     # ----------------------------------------------------------- files
     def save(self, path, metadata: dict | None = None):

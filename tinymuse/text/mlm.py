@@ -57,6 +57,7 @@ def mask_caption_tokens(ids, mask, config: TextEncoderConfig, fraction: float,
     Draws, in order: the positions (see :func:`tinymuse.masking.random_mask`), one uniform
     number per position, and one random token per position.
     """
+    # BEGIN EXERCISE ch05_ex2
     xp = backend.get_array_module(ids)
     lengths = mask.sum(axis=1)
     counts = xp.where(lengths > 0, xp.maximum(1, xp.ceil(fraction * lengths)), 0).astype(np.int64)
@@ -66,6 +67,7 @@ def mask_caption_tokens(ids, mask, config: TextEncoderConfig, fraction: float,
     inputs = xp.where(chosen & (action < 0.8), config.mask_id, ids)
     inputs = xp.where(chosen & (action >= 0.8) & (action < 0.9), random_ids, inputs)
     return inputs.astype(ids.dtype, copy=False), chosen
+    # END EXERCISE
 
 
 def mlm_loss(model: MaskedLanguageModel, ids, mask, fraction: float,
@@ -86,12 +88,14 @@ def mlm_loss(model: MaskedLanguageModel, ids, mask, fraction: float,
     as a large pretrained encoder's outputs do.
     """
     inputs, chosen = mask_caption_tokens(ids, mask, model.encoder.config, fraction, generator)
-    logits = model(inputs, mask)
+    # BEGIN EXERCISE ch05_ex3
+    logits = model(inputs, mask)  # the corrupted inputs: the ids are the answers
     loss = F.cross_entropy(logits, ids, weight=chosen)
-    visible = mask & ~chosen
+    visible = ~chosen & mask  # real tokens left visible; padding is in neither set
     if identity_weight > 0 and bool(visible.any()):
         loss = loss + identity_weight * F.cross_entropy(logits, ids, weight=visible)
     with no_grad():
         correct = (logits.data.argmax(axis=-1) == ids) & chosen
         accuracy = float(correct.sum()) / max(1, int(chosen.sum()))
+    # END EXERCISE
     return loss, accuracy

@@ -177,6 +177,15 @@ def test_export_refuses_a_folder_that_holds_something(tmp_path, capsys):
     assert (tmp_path / "mine.txt").read_text() == "keep me"
 
 
+def test_grading_a_folder_that_is_no_copy_says_so(tmp_path, capsys):
+    assert cli.main(["course", "grade", str(tmp_path)]) == 2
+    assert "is not a copy of tinymuse to grade" in capsys.readouterr().err
+    assert cli.main(["course", "export"]) == 2
+    assert "needs the new folder" in capsys.readouterr().err
+    assert cli.main(["course", "export", str(tmp_path / "new"), "--chapters", "12"]) == 2
+    assert "no exercises in chapter" in capsys.readouterr().err
+
+
 def test_chapter_specs():
     assert select_chapters("4", range(1, 11)) == {4}
     assert select_chapters("3-5", range(1, 11)) == {3, 4, 5}

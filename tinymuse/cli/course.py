@@ -26,6 +26,9 @@ def cmd_course(args) -> int:
                   f"pip install -e '{args.dir}[test]'")
             return 0
         root = Path(args.dir) if args.dir else CHECKOUT
+        if not (root / "tests" / "exercises").is_dir() or not (root / "tinymuse").is_dir():
+            raise CommandError(f"{root} is not a copy of tinymuse to grade: it needs tinymuse/ "
+                               f"and tests/exercises/ (write one with tinymuse course export)")
         if args.gradescope and Path(args.gradescope).exists() and not args.overwrite:
             raise CommandError(f"--gradescope {args.gradescope} exists already: pass "
                                f"--overwrite to replace it, or choose another name")

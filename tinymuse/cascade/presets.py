@@ -2,8 +2,9 @@
 
 A preset is one frozen dataclass; :data:`PRESETS` is the only table of them. ``tinymuse train
 --preset NAME`` picks one, and ``--set FIELD=VALUE`` changes a field of it for one run
-(:func:`changed`); the run folder records the values it was trained with. What one run of
-each preset reached, and how long it took, is in ``docs/RESULTS.md``.
+(:func:`changed`); the run folder records the values it was trained with. Why the
+``default`` preset's values are what they are is in ``docs/RESULTS.md``; what its bundled run
+reached, and in what time, in ``docs/MODEL_CARD.md``.
 """
 from __future__ import annotations
 

@@ -51,15 +51,15 @@ def _publish(temporary: Path, target: Path, overwrite: bool) -> None:
     if overwrite:
         os.replace(temporary, target)
         return
+    taken = FileExistsError(f"{target} exists already; choose another name or allow "
+                            f"replacing it")
     try:
         os.link(temporary, target)
     except FileExistsError:
-        raise FileExistsError(f"{target} exists already; choose another name or allow "
-                              f"replacing it") from None
+        raise taken from None
     except OSError:  # a file system without hard links: check, then rename
         if target.exists():
-            raise FileExistsError(f"{target} exists already; choose another name or allow "
-                                  f"replacing it") from None
+            raise taken from None
         os.replace(temporary, target)
         return
     os.unlink(temporary)

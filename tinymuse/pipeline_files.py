@@ -55,7 +55,7 @@ def find_pipeline(path=None) -> Path:
         if not (BUNDLED / CONFIG_FILE).is_file():
             raise FileNotFoundError(f"no bundled weights in {BUNDLED}: this copy of tinymuse "
                                     f"ships without them. Train a pipeline with "
-                                    f"`{TRAIN_COMMAND}` and load runs/cascade")
+                                    f"`{TRAIN_COMMAND}` and use runs/cascade")
         return BUNDLED
     folder = Path(path)
     if (folder / RUN_PIPELINE / CONFIG_FILE).is_file():

@@ -77,14 +77,11 @@ def _one_line(error: BaseException) -> str:
 
 def _expected_errors() -> tuple:
     """The errors a user can fix, each reported as one line."""
-    from PIL import Image
-
     from ..backend import DeviceError
     from ..checkpoint import CheckpointError
 
-    # OSError: missing and unreadable files; the decompression bomb: a picture too large
-    return (ValueError, OSError, CheckpointError, CommandError, DeviceError,
-            Image.DecompressionBombError)
+    # OSError: missing and unreadable files (a picture too large is the reader's PictureError)
+    return (ValueError, OSError, CheckpointError, CommandError, DeviceError)
 
 
 def main(argv: list[str] | None = None) -> int:

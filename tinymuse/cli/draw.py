@@ -141,14 +141,13 @@ def cmd_generate(args) -> int:
 
 
 def read_image(path: str, size: int, resize: bool):
-    """A picture file as uint8 (1, size, size, 3); with ``resize`` it is centre-cropped and
-    resized, otherwise it must already be ``size``×``size``."""
+    """A picture file (checked to exist by the caller) as uint8 (1, size, size, 3); with
+    ``resize`` it is centre-cropped and resized, otherwise it must already be
+    ``size``×``size``."""
     from ..data import load_square_image
     from ..data.images import read_picture
 
     file = Path(path)
-    if not file.is_file():
-        raise CommandError(f"no image file at {file}")
     if resize:
         return load_square_image(file, size)[None]
     picture = read_picture(file)

@@ -30,8 +30,7 @@ def pipeline_dir(path: str | None) -> Path:
     try:
         return find_pipeline(path)
     except FileNotFoundError as error:
-        raise CommandError(str(error).replace("and load runs/cascade",
-                                              "and pass --pipeline runs/cascade")) from None
+        raise CommandError(str(error)) from None
 
 
 def load_pipeline(args):

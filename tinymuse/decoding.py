@@ -66,7 +66,7 @@ from .tensor import Tensor
 
 __all__ = ["DecodeStep", "DecodeResult", "log_softmax", "sample_tokens", "guidance_scale_at",
            "decode", "generate", "mask_free_edit_step", "mask_free_edit", "sample_stage",
-           "edit_stage", "stage_hook"]
+           "edit_stage", "stage_hook", "guidance_contexts"]
 
 
 class DecodeStep(NamedTuple):
@@ -394,7 +394,7 @@ def mask_free_edit(logits_fn: Callable, tokens, condition=None, *, mask_id: int,
 # --------------------------------------------------------------------------- #
 
 
-def _contexts(model, prompts, negative_prompts, guidance_scale, low_tokens):
+def guidance_contexts(model, prompts, negative_prompts, guidance_scale, low_tokens):
     """The conditional context of ``prompts`` and, with guidance, the unconditional one: the
     negative prompts', or the empty prompt's. A super-resolution model puts the same
     ``low_tokens`` in both."""
@@ -440,8 +440,8 @@ def sample_stage(model, prompts, settings: Sampling, *, low_tokens=None, tokens=
     prompts = list(prompts)
     settings.check_grid(model.config.num_tokens, model.config.codebook_size)
     with nn.evaluation_mode(model):
-        condition, uncond = _contexts(model, prompts, negative_prompts,
-                                      settings.guidance_scale, low_tokens)
+        condition, uncond = guidance_contexts(model, prompts, negative_prompts,
+                                              settings.guidance_scale, low_tokens)
         start, mask = _start_grid(model, len(prompts), tokens, mask)
         result = decode(model.logits, start, condition, mask_id=model.mask_id,
                         settings=settings, mask=mask, uncond_condition=uncond,
@@ -462,8 +462,8 @@ def edit_stage(model, prompts, tokens, settings: Sampling, *, region=None,
     prompts = list(prompts)
     settings.check_grid(model.config.num_tokens, model.config.codebook_size)
     with nn.evaluation_mode(model):
-        condition, uncond = _contexts(model, prompts, negative_prompts,
-                                      settings.guidance_scale, None)
+        condition, uncond = guidance_contexts(model, prompts, negative_prompts,
+                                              settings.guidance_scale, None)
         start, allowed = _start_grid(model, len(prompts), tokens, region)
         result = mask_free_edit(model.logits, start, condition, mask_id=model.mask_id,
                                 settings=settings, region=allowed, uncond_condition=uncond,

@@ -26,13 +26,14 @@ from pathlib import Path
 import numpy as np
 
 from . import backend, checkpoint, files
-from .models import (BaseTransformer, BaseTransformerConfig, SuperResTransformer,
-                     SuperResTransformerConfig)
+from .models import (AutoregressiveConfig, AutoregressiveTransformer, BaseTransformer,
+                     BaseTransformerConfig, SuperResTransformer, SuperResTransformerConfig)
 from .text import TextEncoder, TextEncoderConfig, Tokenizer
 from .vq import VQConfig, VQTokenizer
 
-__all__ = ["save_parts", "load_parts", "find_pipeline", "BUNDLED", "RUN_PIPELINE", "FORMAT",
-           "CONFIG_FILE", "FILES", "DTYPES"]
+__all__ = ["save_parts", "load_parts", "find_pipeline", "save_baseline", "load_baseline",
+           "BUNDLED", "BUNDLED_BASELINE", "RUN_PIPELINE", "FORMAT", "CONFIG_FILE", "FILES",
+           "DTYPES"]
 
 BUNDLED = Path(__file__).resolve().parent / "assets"  # the weights that ship with tinymuse
 
@@ -43,6 +44,10 @@ FILES = {"text_encoder": "text_encoder.safetensors", "base_vq": "base_vq.safeten
          "base": "base.safetensors", "superres_vq": "superres_vq.safetensors",
          "superres": "superres.safetensors"}
 DTYPES = ("float32", "float16")
+# The autoregressive baseline of chapter 7, trained on the bundled cascade's base tokens with
+# its text encoder; not a part of the pipeline (it draws the same 8×8 grids another way).
+BUNDLED_BASELINE = BUNDLED / "autoregressive.safetensors"
+_BASELINE_KIND = "baseline/autoregressive"
 RUN_PIPELINE = "pipeline"  # the folder inside a training run where its last stage saves one
 TRAIN_COMMAND = "tinymuse train --stage all --out runs/cascade"
 
@@ -150,6 +155,40 @@ def load_parts(path) -> dict:
         _load_into(superres, stored("superres"), without_text_encoder=shared)
     return dict(tokenizer=tokenizer, base_vq=base_vq, base=base, superres_vq=superres_vq,
                 superres=superres)
+
+
+def save_baseline(path, model: AutoregressiveTransformer, dtype: str = "float16") -> Path:
+    """Write an autoregressive baseline without its text encoder (it must be the pipeline's
+    it is loaded with), in ``dtype``; returns the path."""
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {DTYPES}, got {dtype!r}")
+    return checkpoint.save(path, _stored_state(model, dtype, drop_text_encoder=True),
+                           model.config.to_dict(), {"kind": _BASELINE_KIND, "dtype": dtype})
+
+
+def load_baseline(pipeline, path=None) -> AutoregressiveTransformer:
+    """The autoregressive baseline saved by :func:`save_baseline` at ``path`` (the bundled
+    one for None), reading prompts with ``pipeline``'s tokenizer and frozen text encoder, on
+    the pipeline's device."""
+    path = BUNDLED_BASELINE if path is None else Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no autoregressive baseline at {path}: train one with "
+                                f"`tinymuse train --stage ar-base --out RUN` and save it with "
+                                f"tinymuse.pipeline_files.save_baseline")
+    saved = checkpoint.load(path)
+    if saved.metadata.get("kind") != _BASELINE_KIND:
+        raise checkpoint.CheckpointError(f"{path} holds {saved.metadata.get('kind')!r}, not an "
+                                         f"autoregressive baseline")
+    config = AutoregressiveConfig.from_dict(saved.config)
+    if config.text != pipeline.text_encoder.config:
+        raise checkpoint.CheckpointError(f"{path} was trained with another text encoder than "
+                                         f"this pipeline's; load it with the pipeline it was "
+                                         f"trained beside")
+    with backend.default_generator_kept():
+        model = AutoregressiveTransformer(config, text_encoder=pipeline.text_encoder,
+                                          tokenizer=pipeline.tokenizer)
+    _load_into(model, saved, without_text_encoder=True)
+    return model.to(pipeline.device)
 
 
 def _stored_state(module, dtype: str, drop_text_encoder: bool) -> dict:

@@ -49,6 +49,11 @@ class CascadePreset:
     superres: dict = field(default_factory=dict)
     superres_steps: int = 1500
     superres_batch: int = 32
+    # the autoregressive baseline (optional stage "ar-base"): the base stage's config with
+    # these changes, its own steps and batch size
+    ar_base: dict = field(default_factory=dict)
+    ar_base_steps: int = 2000
+    ar_base_batch: int = 64
     lr: float = 1e-3
     ema: float | None = None
     sample_every: int = 500           # monitor grids + oracle scores (shapes data only)
@@ -70,7 +75,8 @@ PRESETS = {
         images=16, decoder_steps=2,
         base=dict(d_model=16, num_layers=1, num_heads=2), base_steps=3, base_batch=4,
         superres=dict(d_model=16, num_layers=1, num_heads=2), superres_steps=3,
-        superres_batch=4, sample_every=10 ** 9, checkpoint_every=2),
+        superres_batch=4, ar_base_steps=3, ar_base_batch=4, sample_every=10 ** 9,
+        checkpoint_every=2),
     # A quick look: smaller models, shorter runs.
     "small": CascadePreset(
         name="small", captions=5000, text=dict(d_model=64, num_layers=2, num_heads=4),
@@ -78,7 +84,8 @@ PRESETS = {
         vq_superres=dict(codebook_size=128), vq_superres_steps=300, images=3000,
         base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=800, base_batch=32,
         superres=dict(d_model=96, num_layers=2, num_heads=4, low_num_layers=1),
-        superres_steps=600, superres_batch=16, sample_every=400),
+        superres_steps=600, superres_batch=16, ar_base_steps=800, ar_base_batch=32,
+        sample_every=400),
     # The run of the bundled weights. Small codebooks on purpose: with many codes a flat
     # background patch is split over near-identical codes, and the transformers spend their
     # steps learning that noise instead of shapes. The base tokenizer trains longest: a short
@@ -90,10 +97,12 @@ PRESETS = {
         base=dict(d_model=128, num_layers=4, num_heads=4), base_steps=12000, base_batch=32,
         superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True,
                       low_token_noise=0.1),
-        superres_steps=4000, superres_batch=16, sample_every=2000),
+        superres_steps=4000, superres_batch=16, ar_base_steps=6000, ar_base_batch=32,
+        sample_every=2000),
 }
 
-_SECTIONS = ("text", "vq_base", "vq_superres", "base", "superres")  # the dicts of changes
+# the dicts of changes
+_SECTIONS = ("text", "vq_base", "vq_superres", "base", "superres", "ar_base")
 
 
 def _parse(text: str):
@@ -167,12 +176,13 @@ def _check_range(key: str, value, lowest: float) -> None:
 
 def _model_value(section: str, name: str, value, text: str):
     """``value`` for field ``name`` of the ``section``'s model config, checked against it."""
-    from ..models import BaseTransformerConfig, SuperResTransformerConfig
+    from ..models import AutoregressiveConfig, BaseTransformerConfig, SuperResTransformerConfig
     from ..text import TextEncoderConfig
     from ..vq import VQConfig
 
     config = {"text": TextEncoderConfig, "vq_base": VQConfig, "vq_superres": VQConfig,
-              "base": BaseTransformerConfig, "superres": SuperResTransformerConfig}[section]
+              "base": BaseTransformerConfig, "superres": SuperResTransformerConfig,
+              "ar_base": AutoregressiveConfig}[section]
     known = {f.name: f for f in dataclasses.fields(config) if f.name != "text"}
     if name not in known:
         raise ValueError(f"--set {section}.{name}: {config.__name__} has no field {name!r}; "

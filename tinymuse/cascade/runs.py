@@ -34,11 +34,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from .. import files
-from .presets import PRESETS, CascadePreset
-from .stages import (RUNNERS, STAGES, TRANSFORMER_STAGES, CascadeError, assemble,
-                     encode_caches, outputs, stage_paths, transformer_setup,
-                     transformer_training_config)
 from ..training import transformer as transformer_training
+from .presets import PRESETS, CascadePreset
+from .stages import (OPTIONAL_STAGES, RUNNERS, STAGES, TRANSFORMER_STAGES, CascadeError,
+                     assemble, encode_caches, outputs, stage_paths, transformer_setup,
+                     transformer_training_config)
 
 __all__ = ["train_cascade", "train_more", "more_images", "load_record", "RECORD",
            "SCHEDULE_KEYS"]
@@ -262,8 +262,9 @@ def _finished(out: Path, record: dict, name: str, log) -> bool:
 def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "default",
                   data: str = "shapes", resume: bool = False, device: str = "cpu",
                   progress: bool = True, log=print, schedule: dict | None = None) -> dict:
-    """Train ``stage`` (one of :data:`~tinymuse.cascade.stages.STAGES`, or ``"all"`` for every
-    stage in order) of a cascade in ``out_dir``; return the run record (also written to
+    """Train ``stage`` (one of :data:`~tinymuse.cascade.stages.STAGES` or
+    :data:`~tinymuse.cascade.stages.OPTIONAL_STAGES`, or ``"all"`` for every stage of
+    ``STAGES`` in order) of a cascade in ``out_dir``; return the run record (also written to
     ``out_dir/cascade.json``).
 
     ``preset`` is a name in :data:`~tinymuse.cascade.presets.PRESETS` or a
@@ -274,8 +275,9 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
     already holds a run is refused. ``schedule`` (with ``stage`` "base" or "superres")
     replaces the preset's values of :data:`SCHEDULE_KEYS` for that stage.
     """
-    if stage != "all" and stage not in STAGES:
-        raise CascadeError(f"unknown stage {stage!r}; choose 'all' or one of {', '.join(STAGES)}")
+    if stage != "all" and stage not in STAGES + OPTIONAL_STAGES:
+        raise CascadeError(f"unknown stage {stage!r}; choose 'all' or one of "
+                           f"{', '.join(STAGES + OPTIONAL_STAGES)}")
     schedule = _check_schedule(stage, schedule)
     if isinstance(preset, str):
         if preset not in PRESETS:

@@ -14,7 +14,12 @@ stage              what it learns                                          writt
 ``base``           the base transformer: caption → 8×8 tokens              ``base/``
 ``superres``       the super-resolution transformer: + 8×8 → 16×16         ``superres/``
 ``pipeline``       all of the above, assembled for sampling (float16)      ``pipeline/``
+``ar-base``        (optional) the autoregressive baseline: caption → 8×8   ``ar-base/``
+                   tokens one at a time, for chapter 7's comparison
 =================  =====================================================  ===================
+
+``--stage all`` runs every stage but the optional ``ar-base``, which needs the tokenizer, the
+text encoder, the base VQ tokenizer and the token cache, and nothing after them.
 
 Each stage's function here only decides sizes, data and paths from the preset and calls the
 stage's recipe (:mod:`tinymuse.training`, :func:`tinymuse.vq.pre_encode`, ...). A stage that
@@ -34,8 +39,8 @@ import numpy as np
 from .. import backend, checkpoint
 from ..data import ImageCaptionFolder, ShapesDataset, shapes_captions
 from ..evaluate import SampleMonitor, base_sampler, monitor_prompts, superres_monitor
-from ..models import (BaseTransformer, BaseTransformerConfig, SuperResTransformer,
-                      SuperResTransformerConfig)
+from ..models import (AutoregressiveConfig, AutoregressiveTransformer, BaseTransformer,
+                      BaseTransformerConfig, SuperResTransformer, SuperResTransformerConfig)
 from ..pipeline import Pipeline
 from ..text import TextEncoder, TextEncoderConfig, Tokenizer
 from ..training import text as text_training
@@ -45,13 +50,18 @@ from ..training import vq as vq_training
 from ..vq import VQTokenizer, load_image_tokens, pre_encode, stage_config
 from .presets import CascadePreset
 
-__all__ = ["STAGES", "TRANSFORMER_STAGES", "CascadeError", "stage_paths", "outputs", "RUNNERS",
-           "transformer_setup", "transformer_training_config", "encode_caches", "assemble",
-           "VALIDATION_SCENES"]
+__all__ = ["STAGES", "OPTIONAL_STAGES", "TRANSFORMER_STAGES", "CascadeError", "stage_paths",
+           "outputs", "RUNNERS", "transformer_setup", "transformer_training_config",
+           "encode_caches", "assemble", "VALIDATION_SCENES"]
 
 STAGES = ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders", "base",
           "superres", "pipeline")
-TRANSFORMER_STAGES = ("base", "superres")  # their schedule can be changed and continued
+OPTIONAL_STAGES = ("ar-base",)  # trained only when asked for by name, never by "all"
+TRANSFORMER_STAGES = ("base", "superres", "ar-base")  # their schedule can be changed and continued
+# Each transformer stage: its model, its config, and its fields' prefix in the preset.
+_TRANSFORMERS = {"base": (BaseTransformer, BaseTransformerConfig, "base"),
+                 "superres": (SuperResTransformer, SuperResTransformerConfig, "superres"),
+                 "ar-base": (AutoregressiveTransformer, AutoregressiveConfig, "ar_base")}
 # Fresh shapes-world scenes on which each transformer stage's loss is measured at every
 # sampling, beside as many scenes of its training cache (its validation).
 VALIDATION_SCENES = 256
@@ -78,6 +88,7 @@ def stage_paths(out_dir) -> dict:
         "base": out / "base" / transformer_training.MODEL,
         "superres": out / "superres" / transformer_training.MODEL,
         "pipeline": out / "pipeline",
+        "ar-base": out / "ar-base" / transformer_training.MODEL,
     }
 
 
@@ -213,9 +224,10 @@ def _final_vq(paths: dict, stage: str):
 
 def transformer_training_config(preset: CascadePreset, stage: str, progress: bool):
     """The preset's training settings of a transformer stage."""
-    steps = getattr(preset, f"{stage}_steps")
+    prefix = _TRANSFORMERS[stage][2]
+    steps = getattr(preset, f"{prefix}_steps")
     return transformer_training.TRAINING.replace(
-        steps=steps, batch_size=getattr(preset, f"{stage}_batch"), lr=preset.lr,
+        steps=steps, batch_size=getattr(preset, f"{prefix}_batch"), lr=preset.lr,
         warmup_steps=min(200, steps // 10), ema_decay=preset.ema,
         sample_every=preset.sample_every, checkpoint_every=preset.checkpoint_every,
         progress=progress)
@@ -253,8 +265,9 @@ def transformer_setup(out, preset, data, device, stage: str, weights=None):
     needed = ["tokenizer", "text", "vq-base", "tokens-base"]
     _need(paths, *(needed + (["vq-superres", "tokens-superres"] if stage == "superres" else [])))
     tokenizer = Tokenizer.load(paths["tokenizer"])
-    vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
-    kind = BaseTransformer if stage == "base" else SuperResTransformer
+    kind, config_type, prefix = _TRANSFORMERS[stage]
+    vq = VQTokenizer.load(paths["vq-base" if stage == "ar-base" else f"vq-{stage}"],
+                          device=device)
     cache = load_image_tokens(paths["tokens-base"])
     validation = _validation_tokens(out, data, device, "base")
     if stage == "superres":
@@ -271,14 +284,23 @@ def transformer_setup(out, preset, data, device, stage: str, weights=None):
         shape = dict(codebook_size=vq.config.codebook_size, grid_size=vq.config.token_size)
         if stage == "superres":
             shape.update(low_codebook_size=low.codebook_size, low_grid_size=low.token_size)
-        config_type = BaseTransformerConfig if stage == "base" else SuperResTransformerConfig
-        config = config_type(text=encoder.config, **shape, **getattr(preset, stage))
+        config = config_type(text=encoder.config, **shape, **_model_changes(preset, stage))
         model = _new_transformer(kind, config, encoder, tokenizer, device)
     monitor = None
-    if data == "shapes" and preset.sample_every <= getattr(preset, f"{stage}_steps"):
-        monitor = (SampleMonitor(monitor_prompts(), base_sampler(vq)) if stage == "base"
-                   else superres_monitor(cache, vq))
+    if data == "shapes" and preset.sample_every <= getattr(preset, f"{prefix}_steps"):
+        monitor = (superres_monitor(cache, vq) if stage == "superres" else
+                   SampleMonitor(monitor_prompts(), base_sampler(vq, raster=stage == "ar-base")))
     return model, cache, monitor, validation
+
+
+def _model_changes(preset, stage: str) -> dict:
+    """The preset's changes to a transformer stage's config. The autoregressive baseline
+    takes the base stage's (same width and depth, so the two decoders compare like for like)
+    and then its own; the base stage's mask schedule is not one of its fields."""
+    if stage != "ar-base":
+        return dict(getattr(preset, _TRANSFORMERS[stage][2]))
+    known = {f.name for f in dataclasses.fields(AutoregressiveConfig)}
+    return {**{k: v for k, v in preset.base.items() if k in known}, **preset.ar_base}
 
 
 def _train_transformer(stage: str):
@@ -328,4 +350,5 @@ RUNNERS = {
     "base": _train_transformer("base"),
     "superres": _train_transformer("superres"),
     "pipeline": assemble,
+    "ar-base": _train_transformer("ar-base"),
 }

@@ -16,6 +16,7 @@ from .. import backend
 from ..data.grid import save_image_grid
 from ..data.images import to_uint8_images
 from ..decoding import sample_stage
+from ..raster import sample_raster
 from ..sampling import BASE, SUPERRES, Sampling
 from ..tensor import Tensor, no_grad
 from .oracle import score_prompts
@@ -69,12 +70,17 @@ def _decoded(vq, tokens) -> np.ndarray:
         return vq.decode(tokens).numpy()
 
 
-def base_sampler(vq, settings: Sampling = BASE, batch_size: int = 64) -> Callable:
+def base_sampler(vq, settings: Sampling = BASE, batch_size: int = 64,
+                 raster: bool = False) -> Callable:
     """``generate_images(model, prompts)`` for the base stage: token grids drawn with
-    ``settings``, decoded by the base ``vq``, in batches; float images in [-1, 1]."""
+    ``settings``, decoded by the base ``vq``, in batches; float images in [-1, 1]. With
+    ``raster`` the model is the autoregressive baseline, drawn token by token
+    (:func:`tinymuse.raster.sample_raster`) with the same settings."""
+    draw = sample_raster if raster else sample_stage
+
     def generate_images(model, prompts):
         return np.concatenate([
-            _decoded(vq, sample_stage(model, prompts[start:start + batch_size], settings).tokens)
+            _decoded(vq, draw(model, prompts[start:start + batch_size], settings).tokens)
             for start in range(0, len(prompts), batch_size)])
     return generate_images
 

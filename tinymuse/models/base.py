@@ -43,7 +43,7 @@ from ..text.encoder import TextEncoder, TextEncoderConfig
 from ..text.tokenizer import Tokenizer
 
 __all__ = ["BaseTransformerConfig", "BaseTransformer", "TextContext", "MaskedStep",
-           "masked_token_loss", "load_tokenizer_beside"]
+           "masked_token_loss", "load_tokenizer_beside", "config_from_dict"]
 
 
 @dataclass
@@ -80,15 +80,21 @@ class BaseTransformerConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> "BaseTransformerConfig":
-        values = dict(values)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(values) - names
-        if unknown:
-            raise ValueError(f"unknown BaseTransformerConfig fields {sorted(unknown)}; "
-                             f"known: {sorted(names)}")
-        if isinstance(values.get("text"), dict):
-            values["text"] = TextEncoderConfig.from_dict(values["text"])
-        return cls(**values)
+        return config_from_dict(cls, values)
+
+
+def config_from_dict(cls, values: dict):
+    """A token model's config dataclass ``cls`` from its ``to_dict()`` (a checkpoint's JSON),
+    refusing unknown fields and rebuilding the nested text encoder config."""
+    values = dict(values)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(values) - names
+    if unknown:
+        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; "
+                         f"known: {sorted(names)}")
+    if isinstance(values.get("text"), dict):
+        values["text"] = TextEncoderConfig.from_dict(values["text"])
+    return cls(**values)
 
 
 class TextContext(NamedTuple):

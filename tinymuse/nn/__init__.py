@@ -8,10 +8,11 @@ from .module import (LoadResult, Module, ModuleDict, ModuleList, Parameter, Sequ
                      evaluation_mode)
 from .layers import (GELU, Conv2d, Dropout, Embedding, GroupNorm, Identity, LayerNorm, Linear,
                      ReLU, SiLU)
-from .attention import MultiHeadAttention
-from .transformer import TransformerBlock
+from .attention import KeyValueCache, MultiHeadAttention
+from .transformer import BlockCache, TransformerBlock
 
 __all__ = ["Module", "Parameter", "Sequential", "ModuleList", "ModuleDict", "LoadResult",
            "Linear", "Embedding", "LayerNorm", "GroupNorm", "Conv2d", "Dropout",
-           "GELU", "SiLU", "ReLU", "Identity", "MultiHeadAttention", "TransformerBlock",
+           "GELU", "SiLU", "ReLU", "Identity", "MultiHeadAttention", "KeyValueCache",
+           "TransformerBlock", "BlockCache",
            "evaluation_mode", "init"]

@@ -24,7 +24,39 @@ from ..tensor import Tensor
 from .layers import Linear
 from .module import Module
 
-__all__ = ["MultiHeadAttention"]
+__all__ = ["KeyValueCache", "MultiHeadAttention"]
+
+
+class KeyValueCache:
+    """The keys and values one attention layer has computed so far, kept between calls.
+
+    An autoregressive model draws a sequence one position at a time, and at step ``t`` the
+    causal self-attention of position ``t`` needs the keys and values of positions
+    ``0 … t``. Those of ``0 … t−1`` do not change once computed (causality: a position never
+    sees later ones), so they are kept here and each call adds only the new position's:
+    step ``t`` projects one position instead of ``t + 1``. For cross-attention the keys and
+    values come from the fixed context and are computed once, on the first call.
+
+    ``keys`` and ``values`` are arrays (B, H, T_seen, d), None before the first call.
+    """
+
+    def __init__(self):
+        self.keys = None
+        self.values = None
+
+    def __len__(self) -> int:
+        return 0 if self.keys is None else self.keys.shape[2]
+
+    def extend(self, keys, values):
+        """Append new positions' ``keys`` and ``values`` (B, H, T_new, d); return all of
+        them (B, H, T_seen, d) as Tensors."""
+        if self.keys is None:
+            self.keys, self.values = keys, values
+        else:
+            xp = backend.get_array_module(keys)
+            self.keys = xp.concatenate([self.keys, keys], axis=2)
+            self.values = xp.concatenate([self.values, values], axis=2)
+        return Tensor(self.keys), Tensor(self.values)
 
 
 class MultiHeadAttention(Module):
@@ -43,6 +75,10 @@ class MultiHeadAttention(Module):
       per query (e.g. a causal mask of shape (1, 1, T, T)).
 
     A query allowed no key at all gets a zero output (see the fused op).
+
+    ``cache`` (a :class:`KeyValueCache`, for sampling without a graph) keeps the keys and
+    values between calls: self-attention appends this call's positions to the cached ones
+    and attends to all of them; cross-attention computes the context's once and reuses them.
 
     Why three projections and not one fused (D → 3D) matrix product: the
     fused product must be cut into q, k and v again, and with single-output
@@ -69,7 +105,8 @@ class MultiHeadAttention(Module):
     def is_cross_attention(self) -> bool:
         return self.context_dim is not None
 
-    def forward(self, x: Tensor, context: Tensor | None = None, mask=None) -> Tensor:
+    def forward(self, x: Tensor, context: Tensor | None = None, mask=None,
+                cache: KeyValueCache | None = None) -> Tensor:
         if x.ndim != 3 or x.shape[-1] != self.dim:
             raise ValueError(f"{type(self).__name__} expects x of shape (B, T, {self.dim}), "
                              f"got {x.shape}")
@@ -87,10 +124,15 @@ class MultiHeadAttention(Module):
                 raise ValueError("this is a self-attention layer (no context_dim was given), "
                                  "but a context was passed")
             source = x
-        Tk = source.shape[1]
         q = self._split_heads(self.q(x))                                  # (B, H, Tq, d)
-        k = self._split_heads(self.k(source))                             # (B, H, Tk, d)
-        v = self._split_heads(self.v(source))
+        if cache is not None and self.is_cross_attention and len(cache):
+            k, v = Tensor(cache.keys), Tensor(cache.values)   # the context's, from call one
+        else:
+            k = self._split_heads(self.k(source))                         # (B, H, Tk, d)
+            v = self._split_heads(self.v(source))
+            if cache is not None:
+                k, v = cache.extend(k.data, v.data)           # (B, H, T_seen, d)
+        Tk = k.shape[2]
         if mask is not None:
             mask = self._attention_mask(mask, B, Tq, Tk, x.device)
         y = F.scaled_dot_product_attention(q, k, v, mask=mask)            # (B, H, Tq, d)

@@ -15,11 +15,20 @@ tricks.
 from __future__ import annotations
 
 from ..tensor import Tensor
-from .attention import MultiHeadAttention
+from .attention import KeyValueCache, MultiHeadAttention
 from .layers import GELU, Dropout, LayerNorm, Linear
 from .module import Module, Sequential
 
-__all__ = ["TransformerBlock"]
+__all__ = ["BlockCache", "TransformerBlock"]
+
+
+class BlockCache:
+    """The :class:`~tinymuse.nn.attention.KeyValueCache` of each attention layer of one
+    block: ``self_attention`` and ``cross_attention``."""
+
+    def __init__(self):
+        self.self_attention = KeyValueCache()
+        self.cross_attention = KeyValueCache()
 
 
 class TransformerBlock(Module):
@@ -49,16 +58,20 @@ class TransformerBlock(Module):
         self.has_cross_attention = context_dim is not None
 
     def forward(self, x: Tensor, context: Tensor | None = None, mask=None,
-                context_mask=None) -> Tensor:
+                context_mask=None, cache: BlockCache | None = None) -> Tensor:
         """``mask`` restricts self-attention, ``context_mask`` (e.g. the text
         padding mask, (B, Tk)) restricts cross-attention; see
-        :class:`MultiHeadAttention` for their shapes."""
-        x = x + self.dropout(self.attn(self.ln1(x), mask=mask))
+        :class:`MultiHeadAttention` for their shapes. ``cache`` (a :class:`BlockCache`)
+        keeps both attentions' keys and values between calls (autoregressive sampling)."""
+        self_cache, cross_cache = (None, None) if cache is None else (
+            cache.self_attention, cache.cross_attention)
+        x = x + self.dropout(self.attn(self.ln1(x), mask=mask, cache=self_cache))
         if self.has_cross_attention:
             if context is None:
                 raise ValueError("this block has cross-attention: pass context=(B, Tk, "
                                  f"{self.xattn.context_dim})")
-            x = x + self.dropout(self.xattn(self.ln2(x), context, mask=context_mask))
+            x = x + self.dropout(self.xattn(self.ln2(x), context, mask=context_mask,
+                                            cache=cross_cache))
         elif context is not None:
             raise ValueError("this block has no cross-attention (build it with context_dim=...) "
                              "but a context was passed")

@@ -24,11 +24,11 @@ LAYERS = [
     ["nn", "optim", "checkpoint", "masking"],
     ["data"],
     ["text", "vq"],
-    ["sampling", "decoding"],
+    ["sampling", "decoding", "raster"],
     ["models"],
     ["evaluate"],
     ["training"],
-    ["editing", "pipeline_files", "pipeline"],
+    ["editing", "pipeline_files", "pipeline", "step_pictures"],
     ["cascade", "course"],
     ["cli", "__main__"],
 ]

@@ -32,7 +32,7 @@ from PIL import Image
 from . import backend, editing, nn, pipeline_files, sampling
 from .data.images import to_uint8_images
 from .data.shapes import shapes_captions
-from .decoding import sample_stage, stage_hook
+from .decoding import DecodeStep, sample_stage, stage_hook
 from .models import (BaseTransformer, BaseTransformerConfig, SuperResTransformer,
                      SuperResTransformerConfig)
 from .text import TextEncoder, TextEncoderConfig, Tokenizer
@@ -45,11 +45,19 @@ OUTPUTS = ("float", "uint8", "pil")
 
 class PipelineOutput(NamedTuple):
     """What the pipeline returns with ``return_tokens=True``: the images and the token grids
-    of both stages, ``base_tokens`` (B, 8, 8) and ``superres_tokens`` (B, 16, 16), NumPy int64."""
+    of both stages, ``base_tokens`` (B, 8, 8) and ``superres_tokens`` (B, 16, 16), NumPy int64.
+
+    With ``return_steps=True`` it also holds every decoding step of each stage, the grids the
+    decoding loop goes through anyway: ``base_steps`` and ``superres_steps``, one
+    :class:`~tinymuse.decoding.DecodeStep` per step, whose ``tokens`` (``mask_id`` where still
+    masked) and ``mask`` are NumPy grids of the stage's shape. The last step of each stage is
+    its finished grid. :func:`tinymuse.step_pictures.decoding_frames` draws them."""
 
     images: object
     base_tokens: np.ndarray
     superres_tokens: np.ndarray
+    base_steps: list | None = None
+    superres_steps: list | None = None
 
 
 class Pipeline:
@@ -183,7 +191,7 @@ class Pipeline:
     # -------------------------------------------------------- generation
     def generate(self, prompts, *, base=None, superres=None, negative_prompt=None,
                  seed: int | None = None, output: str = "float", return_tokens: bool = False,
-                 callback=None):
+                 return_steps: bool = False, callback=None):
         """Draw one image per prompt.
 
         ``prompts``: a string or a list of strings. ``base`` and ``superres``: how each stage
@@ -197,15 +205,18 @@ class Pipeline:
         called after each decoding step, with ``stage`` ``"base"`` or ``"superres"`` (for a
         progress bar). An empty prompt draws the unconditional sample: the picture the model
         draws with no text at all. Returns the images (see ``output`` in the module
-        docstring) or, with ``return_tokens``, a :class:`PipelineOutput`.
+        docstring) or, with ``return_tokens``, a :class:`PipelineOutput`; with
+        ``return_steps`` a :class:`PipelineOutput` that also holds every decoding step of both
+        stages (the same images: keeping the steps draws nothing more at random).
         """
         return self.redraw(prompts, base=base, superres=superres,
                            negative_prompt=negative_prompt, seed=seed, output=output,
-                           return_tokens=return_tokens, callback=callback)
+                           return_tokens=return_tokens, return_steps=return_steps,
+                           callback=callback)
 
     def redraw(self, prompts, tokens=None, masks=None, *, base=None, superres=None,
                negative_prompt=None, seed: int | None = None, output: str = "float",
-               return_tokens: bool = False, callback=None):
+               return_tokens: bool = False, return_steps: bool = False, callback=None):
         """The one generation path. Without ``tokens`` it draws everything (:meth:`generate`);
         given ``tokens = (base_tokens, superres_tokens)`` (B, 8, 8) and (B, 16, 16) and bool
         ``masks`` of the same shapes, it draws only the masked tokens and keeps every other one
@@ -219,14 +230,17 @@ class Pipeline:
         (low, high), (low_mask, high_mask) = tokens or (None, None), masks or (None, None)
         # BEGIN EXERCISE ch08_ex4
         generator = self.generator(seed)
-        low = sample_stage(self.base, prompts, base, tokens=low, mask=low_mask,
-                           negative_prompts=negatives, generator=generator,
-                           on_step=stage_hook(callback, "base")).tokens
-        high = sample_stage(self.superres, prompts, superres, low_tokens=low, tokens=high,
-                            mask=high_mask, negative_prompts=negatives, generator=generator,
-                            on_step=stage_hook(callback, "superres")).tokens
-        return self.finish(low, high, output, return_tokens)
+        low_run = sample_stage(self.base, prompts, base, tokens=low, mask=low_mask,
+                               negative_prompts=negatives, generator=generator,
+                               return_intermediates=return_steps,
+                               on_step=stage_hook(callback, "base"))
+        high_run = sample_stage(self.superres, prompts, superres, low_tokens=low_run.tokens,
+                                tokens=high, mask=high_mask, negative_prompts=negatives,
+                                generator=generator, return_intermediates=return_steps,
+                                on_step=stage_hook(callback, "superres"))
         # END EXERCISE
+        steps = (low_run.intermediates, high_run.intermediates) if return_steps else None
+        return self.finish(low_run.tokens, high_run.tokens, output, return_tokens, steps)
 
     def inpaint(self, image, pixel_mask, prompt, **options):
         """Regenerate the masked pixels of ``image`` under ``prompt``, keeping the rest
@@ -282,11 +296,18 @@ class Pipeline:
             images = self.superres_vq.decode(np.asarray(superres_tokens)).numpy()
         return convert_images(images, output)
 
-    def finish(self, low_tokens, high_tokens, output: str, return_tokens: bool):
-        """Decode ``high_tokens`` to images; with ``return_tokens`` also give both grids."""
+    def finish(self, low_tokens, high_tokens, output: str, return_tokens: bool, steps=None):
+        """Decode ``high_tokens`` to images; with ``return_tokens`` also give both grids, and
+        with ``steps`` (each stage's list of :class:`~tinymuse.decoding.DecodeStep`) a
+        :class:`PipelineOutput` that holds them too, as NumPy grids of each stage's shape."""
         images = self.decode_tokens(high_tokens, output)
+        low, high = np.asarray(low_tokens), np.asarray(high_tokens)
+        if steps is not None:
+            low_steps, high_steps = steps
+            return PipelineOutput(images, low, high, grid_steps(low_steps, low.shape),
+                                  grid_steps(high_steps, high.shape))
         if return_tokens:
-            return PipelineOutput(images, np.asarray(low_tokens), np.asarray(high_tokens))
+            return PipelineOutput(images, low, high)
         return images
 
     # ------------------------------------------------------------- files
@@ -315,6 +336,13 @@ class Pipeline:
         return (f"Pipeline(image_size={self.image_size}, base {b.grid_size}×{b.grid_size} "
                 f"tokens of {b.codebook_size} codes, super-resolution {s.grid_size}×"
                 f"{s.grid_size} tokens of {s.codebook_size} codes, device={self.device!r})")
+
+
+def grid_steps(steps, shape) -> list[DecodeStep]:
+    """The decoding loop's steps ((B, N) arrays, on the model's device) as NumPy grids of
+    ``shape`` (B, H, W)."""
+    return [DecodeStep(backend.to_numpy(step.tokens).reshape(shape),
+                       backend.to_numpy(step.mask).reshape(shape)) for step in steps]
 
 
 def convert_images(images, output: str):

@@ -219,8 +219,8 @@ def cascade(monkeypatch):
 
     finished = []
 
-    def finish(low_tokens, high_tokens, output, return_tokens):
-        finished.append((low_tokens, high_tokens, output, return_tokens))
+    def finish(low_tokens, high_tokens, output, return_tokens, steps=None):
+        finished.append((low_tokens, high_tokens, output, return_tokens, steps))
         return "the images"
 
     monkeypatch.setattr(pipeline_module, "sample_stage", sample_stage)
@@ -250,10 +250,21 @@ def test_ch08_ex4_base_first_then_superres_on_its_tokens(cascade):
     base["on_step"](1, 24)
     superres["on_step"](2, 3)
     assert steps == [("base", 1, 24), ("superres", 2, 3)]
-    (low, high, output, return_tokens), = finished
+    (low, high, output, return_tokens, kept), = finished
     np.testing.assert_array_equal(low, answers["base"])
     np.testing.assert_array_equal(high, answers["superres"])
     assert (output, return_tokens) == ("uint8", True)
+    # The steps are kept only when asked for.
+    assert not base.get("return_intermediates") and not superres.get("return_intermediates")
+    assert kept is None
+
+
+def test_ch08_ex4_both_stages_keep_their_steps_when_asked(cascade):
+    pipe, calls, _, finished = cascade
+    pipe.generate("a red circle", seed=0, return_steps=True)
+    assert [call["stage"] for call in calls] == ["base", "superres"]
+    assert all(call.get("return_intermediates") is True for call in calls)
+    assert finished[0][4] is not None, "the stages' steps go on to finish"
 
 
 def test_ch08_ex4_redrawing_hands_each_stage_its_own_grid_and_mask(cascade):
@@ -268,4 +279,4 @@ def test_ch08_ex4_redrawing_hands_each_stage_its_own_grid_and_mask(cascade):
     assert superres["tokens"] is high and superres["mask"] is high_mask
     np.testing.assert_array_equal(superres["low_tokens"], answers["base"])
     assert base["negative_prompts"] == superres["negative_prompts"]
-    assert finished[0][2:] == ("float", False)
+    assert finished[0][2:] == ("float", False, None)

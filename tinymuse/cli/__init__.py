@@ -20,7 +20,8 @@ folder that holds one in ``pipeline/``. A sampling flag left out means the stage
 The package, one job per module: :mod:`~tinymuse.cli.parser` (the flags and their ranges),
 :mod:`~tinymuse.cli.limits` (the bounds of the command's work), :mod:`~tinymuse.cli.options`
 (flags → settings, pipeline, prompts), :mod:`~tinymuse.cli.outputs` (file names, PNG
-parameters, progress), and the commands: :mod:`~tinymuse.cli.draw`,
+parameters, progress), :mod:`~tinymuse.cli.steps` (the decoding's pictures, step by step),
+and the commands: :mod:`~tinymuse.cli.draw`,
 :mod:`~tinymuse.cli.evaluate`, :mod:`~tinymuse.cli.train`, :mod:`~tinymuse.cli.info`,
 :mod:`~tinymuse.cli.tutorials`, :mod:`~tinymuse.cli.course`.
 

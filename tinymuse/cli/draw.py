@@ -2,7 +2,8 @@
 
 Each one checks everything it can before drawing (the output name, the settings against the
 pipeline's grids, the prompts' words), then draws with a progress bar and writes one PNG that
-records how it was made.
+records how it was made; ``generate --steps-gif / --steps-grid`` also writes the decoding, step
+by step (:mod:`tinymuse.cli.steps`).
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from .options import (CommandError, check_grids, command_prompts, edit_settings,
                       generation_settings, load_pipeline, note, prompt_notes, shown,
                       written_prompts)
 from .outputs import Progress, check_picture_size, done, output_path, parameters, write_pictures
+from .steps import check_steps_size, step_names, steps_outputs, write_steps
 
 # What `tinymuse demo` draws: every kind of caption the shapes world has.
 DEMO_PROMPTS = (
@@ -67,10 +69,15 @@ def prepared_prompts(pipeline, prompts, options: dict) -> list[str]:
     return prompts
 
 
-def draw(pipeline, prompts: list[str], options: dict, quiet: bool):
+def draw(pipeline, prompts: list[str], options: dict, quiet: bool, keep_steps: bool = False):
     """``prompts`` drawn :data:`DRAW_BATCH` at a time (memory stays flat however many) from one
-    generator, so a batch of at most that many is exactly one ``Pipeline.generate`` call."""
+    generator, so a batch of at most that many is exactly one ``Pipeline.generate`` call.
+    With ``keep_steps`` it returns ``(images, frames)``: ``frames`` holds the pictures of every
+    decoding step of both stages (:func:`tinymuse.step_pictures.decoding_frames`), one uint8
+    array (len(prompts), S, S, 3) per step; the images are the same either way."""
     import numpy as np
+
+    from ..step_pictures import decoding_frames
 
     generator = pipeline.generator(options.pop("seed"))
     batches = range(0, len(prompts), DRAW_BATCH)
@@ -78,11 +85,16 @@ def draw(pipeline, prompts: list[str], options: dict, quiet: bool):
     progress = Progress(len(batches) * steps, "drawing", quiet)
     try:
         parts = [pipeline.generate(prompts[start:start + DRAW_BATCH], seed=generator,
-                                   output="uint8", callback=progress, **options)
+                                   output="uint8", return_steps=keep_steps, callback=progress,
+                                   **options)
                  for start in batches]
     finally:
         progress.close()
-    return np.concatenate(parts)
+    if not keep_steps:
+        return np.concatenate(parts)
+    per_batch = [decoding_frames(pipeline, part) for part in parts]
+    return (np.concatenate([part.images for part in parts]),
+            [np.concatenate(step) for step in zip(*per_batch)])
 
 
 def cmd_demo(args) -> int:
@@ -118,20 +130,29 @@ def cmd_generate(args) -> int:
                            f"images, more than the {MAX_IMAGES} one command draws: split them "
                            f"into several commands, each with its own --seed")
     out = output_path(args)
+    step_files = steps_outputs(args, out)
     options = generation_settings(args)
     pipeline = load_pipeline(args)
+    base_steps, superres_steps = options["base"].steps, options["superres"].steps
     check_grids(pipeline, options["base"], options["superres"])
     prompts = prepared_prompts(pipeline, prompts, options)
     per_row = args.samples if len(prompts) > 1 and args.samples > 1 else min(8, count)
     check_picture_size(count, per_row, pipeline.image_size, args.scale)
+    check_steps_size(args, count, per_row, pipeline.image_size, base_steps + superres_steps)
     recorded = parameters(args, "generate", prompts=prompts, samples=args.samples,
                           negative_prompt=options.get("negative_prompt"), base=options["base"],
                           superres=options["superres"])
     every = [prompt for prompt in prompts for _ in range(args.samples)]
-    images = draw(pipeline, every, options, args.quiet)
-    path = write_pictures(images, out, args, per_row, recorded,
-                          labels=every if args.labels else None)
+    labels = every if args.labels else None
+    keep_steps = any(path is not None for path in step_files)
+    drawn = draw(pipeline, every, options, args.quiet, keep_steps)
+    images, frames = drawn if keep_steps else (drawn, None)
+    path = write_pictures(images, out, args, per_row, recorded, labels=labels)
     done(path, f"{len(images)} image(s)", started)
+    if keep_steps:
+        names = step_names(base_steps, superres_steps)
+        for written in write_steps(frames, names, step_files, args, per_row, recorded, labels):
+            print(f"wrote {written} (the decoding, {len(names)} steps)")
     return 0
 
 

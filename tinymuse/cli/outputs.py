@@ -33,20 +33,26 @@ def output_path(args, suffix: str = ".png", inputs=()) -> Path:
     command's default, ``args.default_out``."""
     if args.out is None:
         return free_name(Path(args.default_out))
-    out = Path(args.out)
+    return checked_output(args.out, "--out", suffix, args.overwrite, inputs)
+
+
+def checked_output(name, flag: str, suffix: str, overwrite: bool, inputs=()) -> Path:
+    """The file ``name`` that a flag such as ``--out`` gives, checked: it ends in ``suffix``,
+    is none of the ``inputs``, is no folder, and is free unless ``overwrite``."""
+    out = Path(name)
     if out.suffix.lower() != suffix:
-        raise CommandError(f"--out {out} must name a {suffix} file (e.g. --out "
+        raise CommandError(f"{flag} {out} must name a {suffix} file (e.g. {flag} "
                            f"{out.with_suffix(suffix).name})")
     for given in inputs:
         if given is not None and Path(given).exists() and out.exists() \
                 and os.path.samefile(given, out):
-            raise CommandError(f"--out {out} is the input picture {given}: tinymuse never "
-                               f"writes over its input; choose another --out")
+            raise CommandError(f"{flag} {out} is the input picture {given}: tinymuse never "
+                               f"writes over its input; choose another {flag}")
     if out.is_dir():
-        raise CommandError(f"--out {out} is a folder; give a file name inside it, such as "
+        raise CommandError(f"{flag} {out} is a folder; give a file name inside it, such as "
                            f"{out / ('picture' + suffix)}")
-    if out.exists() and not args.overwrite:
-        raise CommandError(f"--out {out} exists already: pass --overwrite to replace it, or "
+    if out.exists() and not overwrite:
+        raise CommandError(f"{flag} {out} exists already: pass --overwrite to replace it, or "
                            f"choose another name")
     return out
 
@@ -61,14 +67,22 @@ def free_name(path: Path) -> Path:
     return candidate
 
 
-def check_picture_size(count: int, per_row: int, side: int, scale: int) -> None:
-    """Refuse, before anything is drawn, a PNG whose side would exceed :data:`MAX_SIDE`."""
+def picture_size(count: int, per_row: int, side: int, scale: int) -> tuple[int, int]:
+    """(width, height) of the picture of ``count`` images, ``per_row`` a row, labels aside:
+    one image alone, or a grid with 2 pixels of padding around every cell."""
     columns = min(per_row, count)
     rows = -(-count // columns)
     width = columns * (side * scale + 2) + 2 if count > 1 else side * scale
     height = rows * (side * scale + 2) + 2 if count > 1 else side * scale
+    return width, height
+
+
+def check_picture_size(count: int, per_row: int, side: int, scale: int,
+                       what: str = "the PNG") -> None:
+    """Refuse, before anything is drawn, a PNG whose side would exceed :data:`MAX_SIDE`."""
+    width, height = picture_size(count, per_row, side, scale)
     if max(width, height) > MAX_SIDE:
-        raise CommandError(f"the PNG would be {width}×{height} pixels, more than {MAX_SIDE} a "
+        raise CommandError(f"{what} would be {width}×{height} pixels, more than {MAX_SIDE} a "
                            f"side: lower --scale (now {scale}) or draw fewer images")
 
 

@@ -172,6 +172,16 @@ def _add_drawing_commands(commands, run) -> None:
                           help="images per prompt (default 1)")
     generate.add_argument("--labels", action="store_true",
                           help="write each image's prompt under it in the grid")
+    generate.add_argument("--steps-gif", metavar="FILE.gif",
+                          help="also write the decoding as an animated GIF: one frame per base "
+                               "step, then one per super-resolution step, each the picture as "
+                               "decoded so far (still-masked tokens dark gray), captioned with "
+                               "its step")
+    generate.add_argument("--steps-grid", metavar="FILE.png",
+                          help="also write the decoding as one PNG: one row per image, one "
+                               "column per step (the base steps, then the super-resolution "
+                               "ones); with --labels each row starts with its prompt and every "
+                               "other cell names its step")
     _add_common_options(generate, run, "generate")
 
 
@@ -272,11 +282,11 @@ def _add_eval_command(commands, run) -> None:
 
 
 def _add_train_command(commands, run) -> None:
-    from ..cascade import PRESETS, STAGES
+    from ..cascade import OPTIONAL_STAGES, PRESETS, STAGES
     from ..cascade.presets import describe_fields
 
     train = commands.add_parser("train", help="train one stage of the cascade, or all of them")
-    train.add_argument("--stage", default="all", choices=("all",) + STAGES)
+    train.add_argument("--stage", default="all", choices=("all",) + STAGES + OPTIONAL_STAGES)
     train.add_argument("--out", required=True, help="the run folder")
     train.add_argument("--data", default="shapes",
                        help="'shapes' (the built-in shapes world) or a folder of image-caption "

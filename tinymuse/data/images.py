@@ -7,7 +7,8 @@
 
 And the two ends where pictures meet files: :func:`read_picture` reads any picture a user
 gives (16-bit, palette, CMYK, transparent, ...) as uint8 RGB with one-line errors, and
-:func:`encode_png` writes a PNG that remembers the parameters that made it.
+:func:`encode_png` writes a PNG that remembers the parameters that made it, and
+:func:`encode_gif` an animation.
 """
 
 import contextlib
@@ -247,6 +248,26 @@ def encode_png(image, parameters: dict | None = None) -> bytes:
         info.add_text(SUMMARY_KEY, parameters_summary(parameters))  # iTXt if not Latin-1
     buffer = io.BytesIO()
     Image.fromarray(pixels).save(buffer, format="PNG", pnginfo=info)
+    return buffer.getvalue()
+
+
+def encode_gif(frames, duration: int = 150, hold: int = 2000) -> bytes:
+    """uint8 (H, W, 3) pictures, all of one size → the bytes of an animated GIF that shows
+    each for ``duration`` milliseconds, the last for ``hold``, and starts again.
+
+    A GIF has at most 256 colours per frame, so each frame gets its own palette and close
+    colours may merge. Pillow's GIF writer also merges a frame equal to the one before it
+    into that one (showing it longer): frames that must all be counted have to differ."""
+    pictures = [np.asarray(frame) for frame in frames]
+    shapes = {picture.shape for picture in pictures}
+    if len(shapes) != 1 or len(next(iter(shapes))) != 3 \
+            or any(picture.dtype != np.uint8 for picture in pictures):
+        raise ValueError(f"encode_gif takes uint8 (H, W, 3) pictures, all of one size; got "
+                         f"{len(pictures)} of shapes {sorted(shapes)}")
+    first, *rest = [Image.fromarray(picture) for picture in pictures]
+    buffer = io.BytesIO()
+    first.save(buffer, format="GIF", save_all=True, append_images=rest, loop=0,
+               duration=[duration] * len(rest) + [hold])
     return buffer.getvalue()
 
 

@@ -20,8 +20,9 @@ Parallel decoding (:mod:`tinymuse.decoding`, chapter 7) has a handful of knobs. 
 The cascade's defaults are four instances, each written once below: :data:`BASE` and
 :data:`SUPERRES` for generation (and inpainting, outpainting), :data:`EDIT` and
 :data:`EDIT_SUPERRES` for mask-free editing. ``tinymuse generate``, :class:`tinymuse.Pipeline`,
-the editing functions and the training monitors all read them, so they draw alike. How the
-values were chosen, with the measurements, is in ``docs/RESULTS.md``.
+the editing functions and the training monitors all read them, so they draw alike. A fifth,
+:data:`AUTOREGRESSIVE`, is how chapter 7's autoregressive baseline draws. How the values were
+chosen, with the measurements, is in ``docs/RESULTS.md``.
 
 A setting that cannot work raises :class:`SamplingError`, which names the setting; the
 ``tinymuse`` command turns the name into its flag. Settings are checked here and nowhere else.
@@ -34,7 +35,7 @@ import numbers
 from dataclasses import dataclass
 
 __all__ = ["Sampling", "SamplingError", "BASE", "SUPERRES", "EDIT", "EDIT_SUPERRES",
-           "GUIDANCE_SCHEDULES", "LIMITS", "resolve", "prompt_list", "one_each",
+           "AUTOREGRESSIVE", "GUIDANCE_SCHEDULES", "LIMITS", "resolve", "prompt_list", "one_each",
            "negative_prompt_list"]
 
 GUIDANCE_SCHEDULES = ("constant", "linear")
@@ -155,6 +156,11 @@ EDIT = Sampling(steps=1, temperature=1.0, choice_temperature=0.0, guidance_scale
 # edit's pull towards the new prompt: its guidance, temperature and top-k.
 EDIT_SUPERRES = SUPERRES.replace(guidance_scale=EDIT.guidance_scale,
                                  temperature=EDIT.temperature, top_k=EDIT.top_k)
+
+# The autoregressive baseline (tinymuse.raster): the base stage's guidance and its ramp over
+# the 64 positions, at a lower temperature, since a token drawn badly early is read by every
+# token after it and cannot be taken back. Its steps are the parallel decoder's and unread.
+AUTOREGRESSIVE = BASE.replace(temperature=0.6)
 
 
 def resolve(default: Sampling, given=None) -> Sampling:

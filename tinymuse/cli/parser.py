@@ -306,7 +306,8 @@ def _add_train_command(commands, run) -> None:
                             "cache's), for --more-steps rounds that would otherwise see the "
                             "same scenes over and over")
     more = train.add_argument_group(
-        "a transformer stage's schedule (with --stage base or superres; default: the preset's)")
+        "a transformer stage's schedule (with --stage base, superres or ar-base; default: the "
+        "preset's)")
     more.add_argument("--more-steps", type=whole(1), metavar="N",
                       help="N more steps from the finished stage's weights, with a fresh "
                            "warm-up and cosine schedule (run it again to resume it)")

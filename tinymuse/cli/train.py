@@ -25,7 +25,7 @@ def cmd_train(args) -> int:
             raise CommandError("--images and a stage's training settings (--more-steps, "
                                "--steps, --lr, --set, ...) are two commands: encode the caches "
                                "with --stage tokens --images N first, then train with --stage "
-                               "base|superres --more-steps N")
+                               "base|superres|ar-base --more-steps N")
         record = more_images(args.out, args.images, device=args.device, progress=progress)
     elif args.more_steps is not None:
         if args.steps is not None or args.set:

@@ -17,7 +17,7 @@ from ..data.grid import save_image_grid
 from ..data.images import to_uint8_images
 from ..decoding import sample_stage
 from ..raster import sample_raster
-from ..sampling import BASE, SUPERRES, Sampling
+from ..sampling import AUTOREGRESSIVE, BASE, SUPERRES, Sampling
 from ..tensor import Tensor, no_grad
 from .oracle import score_prompts
 
@@ -70,13 +70,14 @@ def _decoded(vq, tokens) -> np.ndarray:
         return vq.decode(tokens).numpy()
 
 
-def base_sampler(vq, settings: Sampling = BASE, batch_size: int = 64,
+def base_sampler(vq, settings: Sampling | None = None, batch_size: int = 64,
                  raster: bool = False) -> Callable:
     """``generate_images(model, prompts)`` for the base stage: token grids drawn with
-    ``settings``, decoded by the base ``vq``, in batches; float images in [-1, 1]. With
-    ``raster`` the model is the autoregressive baseline, drawn token by token
-    (:func:`tinymuse.raster.sample_raster`) with the same settings."""
+    ``settings`` (default ``BASE``), decoded by the base ``vq``, in batches; float images in
+    [-1, 1]. With ``raster`` the model is the autoregressive baseline, drawn token by token
+    (:func:`tinymuse.raster.sample_raster`, default ``AUTOREGRESSIVE``)."""
     draw = sample_raster if raster else sample_stage
+    settings = settings or (AUTOREGRESSIVE if raster else BASE)
 
     def generate_images(model, prompts):
         return np.concatenate([

@@ -79,7 +79,7 @@ def main() -> int:
     model, cache = build(args.stage, args.device)
     config = TRAINING.replace(batch_size=args.batch_size)
     optimizer = optim.AdamW(optim.weight_decay_groups(model, config.weight_decay),
-                            lr=config.lr, betas=config.betas)
+                            lr=config.lr, betas=config.betas, fused=True)   # as fit() builds it
     trainable = [p for p in model.parameters() if p.requires_grad]
     ema = optim.EMA(model, 0.999)
     xp = backend.xp_for(args.device)

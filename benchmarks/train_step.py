@@ -2,22 +2,28 @@
 
     python benchmarks/train_step.py                 # d_model 256, 4 layers, 4 heads, seq 80, batch 32
     python benchmarks/train_step.py --steps 20 --d-model 128
+    python benchmarks/train_step.py --device cuda   # tinymuse on CuPy against PyTorch on CUDA
 
-Prints ms/step, tokens/s and the share of this machine's measured float32
-matmul peak that the step reaches. When PyTorch is importable, the same model
-is built in PyTorch (CPU, eager) and timed in the same run; the last line reads
-``tinymuse/pytorch = R``, the ratio of step times (lower is better for tinymuse).
+Prints ms/step, tokens/s and the share of the device's measured float32 matmul
+peak that the step reaches. When PyTorch is importable, the same model is built
+in PyTorch (eager, on the same device) and timed in the same run; the last line
+reads ``tinymuse/pytorch = R``, the ratio of step times (lower is better for
+tinymuse). tinymuse's AdamW is the fused one that ``tinymuse.training.fit`` uses;
+PyTorch's is its default. On a GPU each step ends by waiting for the device, so a
+step's time is its own. Without CuPy and a GPU, ``--device cuda`` says so in one
+line and exits.
 """
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 
 import numpy as np
 
 import tinymuse
+from tinymuse import backend, nn, optim
 from tinymuse import functional as F
-from tinymuse import nn, optim
 
 
 class TinyMuseLM(nn.Module):
@@ -32,7 +38,7 @@ class TinyMuseLM(nn.Module):
         self.head = nn.Linear(d_model, vocab)
 
     def forward(self, ids):
-        x = self.embed(ids) + self.positions(np.arange(ids.shape[1]))
+        x = self.embed(ids) + self.positions(self.positions.weight.xp.arange(ids.shape[1]))
         for block in self.blocks:
             x = block(x)
         return self.head(self.norm(x))
@@ -63,7 +69,7 @@ def build_torch_model(torch, vocab, d_model, layers, heads, seq):
             self.norm, self.head = tnn.LayerNorm(d_model), tnn.Linear(d_model, vocab)
 
         def forward(self, ids):
-            x = self.embed(ids) + self.positions(torch.arange(ids.shape[1]))
+            x = self.embed(ids) + self.positions(torch.arange(ids.shape[1], device=ids.device))
             for block in self.blocks:
                 x = block(x)
             return self.head(self.norm(x))
@@ -71,13 +77,35 @@ def build_torch_model(torch, vocab, d_model, layers, heads, seq):
     return LM()
 
 
-def matmul_peak_gflops(n=2048, repeats=5) -> float:
-    """Best observed float32 GEMM throughput of NumPy's BLAS on this machine."""
-    a = np.random.rand(n, n).astype(np.float32)
-    b = np.random.rand(n, n).astype(np.float32)
+def matmul_peak_gflops(device="cpu", n=2048, repeats=5) -> float:
+    """Best observed float32 GEMM throughput on ``device`` (NumPy's BLAS, or CuPy's cuBLAS)."""
+    xp, sync = backend.xp_for(device), synchronizer(device)
+    a = xp.asarray(np.random.rand(n, n).astype(np.float32))
+    b = xp.asarray(np.random.rand(n, n).astype(np.float32))
     a @ b
-    best = min(_time(lambda: a @ b) for _ in range(repeats))
+    sync()
+    best = min(_time(lambda: (a @ b, sync())) for _ in range(repeats))
     return 2 * n ** 3 / best / 1e9
+
+
+def synchronizer(device):
+    """A function that waits until the GPU has finished what was launched (nothing on a CPU)."""
+    if device == "cpu":
+        return lambda: None
+    cupy = backend.xp_for("cuda")
+    return lambda: cupy.cuda.Device().synchronize()
+
+
+def cuda_missing(torch) -> str | None:
+    """Why ``--device cuda`` cannot run here, or None when it can."""
+    try:
+        backend.check_device("cuda")
+    except backend.DeviceError as error:
+        return f"train_step.py --device cuda cannot run here: {error}"
+    if torch is not None and not torch.cuda.is_available():
+        return ("train_step.py --device cuda compares against PyTorch on CUDA, but this PyTorch "
+                "sees no GPU (install a CUDA build of torch, or pass --no-torch)")
+    return None
 
 
 def step_flops(vocab, d_model, layers, seq, batch) -> float:
@@ -94,16 +122,21 @@ def _time(fn) -> float:
     return time.perf_counter() - start
 
 
-def median_step_time(step, steps, warmup) -> float:
-    for _ in range(warmup):
+def median_step_time(step, steps, warmup, sync) -> float:
+    def timed():
         step()
-    return float(np.median([_time(step) for _ in range(steps)]))
+        sync()
+    for _ in range(warmup):
+        timed()
+    return float(np.median([_time(timed) for _ in range(steps)]))
 
 
 def time_tinymuse(args, ids, targets) -> float:
     tinymuse.manual_seed(0)
     model = TinyMuseLM(args.vocab, args.d_model, args.layers, args.heads, args.seq)
-    opt = optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
+    model.to(args.device)
+    opt = optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01, fused=True)
+    ids, targets = backend.to_device(ids, args.device), backend.to_device(targets, args.device)
 
     def step():
         loss = F.cross_entropy(model(ids), targets)
@@ -111,14 +144,16 @@ def time_tinymuse(args, ids, targets) -> float:
         loss.backward()
         opt.step()
 
-    return median_step_time(step, args.steps, args.warmup)
+    return median_step_time(step, args.steps, args.warmup, synchronizer(args.device))
 
 
 def time_pytorch(torch, args, ids, targets) -> float:
     torch.manual_seed(0)
     model = build_torch_model(torch, args.vocab, args.d_model, args.layers, args.heads, args.seq)
+    model.to(args.device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4, weight_decay=0.01)
-    ids_t, targets_t = torch.from_numpy(ids), torch.from_numpy(targets)
+    ids_t = torch.from_numpy(ids).to(args.device)
+    targets_t = torch.from_numpy(targets).to(args.device)
 
     def step():
         logits = model(ids_t)
@@ -127,10 +162,22 @@ def time_pytorch(torch, args, ids, targets) -> float:
         loss.backward()
         opt.step()
 
-    return median_step_time(step, args.steps, args.warmup)
+    sync = torch.cuda.synchronize if args.device == "cuda" else (lambda: None)
+    return median_step_time(step, args.steps, args.warmup, sync)
 
 
-def main():
+def import_torch(args):
+    if args.no_torch:
+        return None
+    try:
+        import torch
+    except ImportError:
+        print("PyTorch is not installed: no comparison (pip install torch to add it)")
+        return None
+    return torch
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--d-model", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -140,18 +187,24 @@ def main():
     parser.add_argument("--vocab", type=int, default=1024)
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     args = parser.parse_args()
+    torch = import_torch(args)
+    if args.device == "cuda" and (reason := cuda_missing(torch)):
+        print(reason)
+        return 1
 
     rng = np.random.default_rng(0)
     ids = rng.integers(0, args.vocab, (args.batch, args.seq))
     targets = rng.integers(0, args.vocab, (args.batch, args.seq))
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(args.device)
     flops = step_flops(args.vocab, args.d_model, args.layers, args.seq, args.batch)
     tokens = args.batch * args.seq
     print(f"model: d_model {args.d_model}, {args.layers} layers, {args.heads} heads, "
-          f"seq {args.seq}, batch {args.batch}, vocab {args.vocab}")
-    print(f"float32 matmul peak (NumPy BLAS, 2048² GEMM): {peak:.1f} GFLOP/s")
+          f"seq {args.seq}, batch {args.batch}, vocab {args.vocab}; device {args.device}")
+    blas = "CuPy, cuBLAS" if args.device == "cuda" else "NumPy BLAS"
+    print(f"float32 matmul peak ({blas}, 2048² GEMM): {peak:.1f} GFLOP/s")
 
     def report(name, seconds):
         achieved = flops / seconds / 1e9
@@ -160,17 +213,13 @@ def main():
 
     ours = time_tinymuse(args, ids, targets)
     report("tinymuse", ours)
-    if args.no_torch:
-        return
-    try:
-        import torch
-    except ImportError:
-        print("PyTorch is not installed: no comparison (pip install torch to add it)")
-        return
+    if torch is None:
+        return 0
     theirs = time_pytorch(torch, args, ids, targets)
     report("pytorch", theirs)
     print(f"tinymuse/pytorch = {ours / theirs:.2f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -6,13 +6,16 @@ separately tested primitives, so agreement here checks each hand-written fused
 backward against an independent derivation, on random inputs.
 """
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tinymuse import backend
-from tinymuse.functional import (cross_entropy, gelu, layer_norm, log_softmax,
-                                 scaled_dot_product_attention, softmax)
+from tinymuse.functional import (cross_entropy, gelu, layer_norm, linear, log_softmax,
+                                 packed_self_attention, scaled_dot_product_attention, softmax)
+from tinymuse.gradcheck import check_directional, check_gradients
 from tinymuse.ops import reference as ref
+from tinymuse.ops.elementwise import BLOCK_ELEMENTS
 from tinymuse.tensor import Tensor
 
 FAST = settings(max_examples=30, deadline=None)
@@ -186,3 +189,100 @@ def test_gelu_matches_composed(shape, scale, seed):
 def test_gelu_float32_on_device(device):
     x = np.linspace(-8, 8, 101)
     assert_same_float32_forward(gelu, ref.gelu_composed, device, x)
+
+
+def test_gelu_over_many_cache_blocks_matches_composed():
+    # More rows than one block holds: the blocked passes must meet at the seams.
+    rows = 3 * BLOCK_ELEMENTS // 50 + 7
+    x = 4 * np.random.default_rng(4).standard_normal((rows, 50))
+    assert_same(gelu, ref.gelu_composed, x, seed=4)
+
+
+# ------------------------------------------------------ linear + ReLU, fused
+linear_cases = st.fixed_dictionaries({
+    "lead": st.lists(st.integers(1, 3), min_size=1, max_size=2).map(tuple),
+    "fan_in": st.integers(1, 5), "fan_out": st.integers(1, 5), "bias": st.booleans(),
+    "seed": seeds})
+
+
+@FAST
+@given(case=linear_cases)
+def test_linear_relu_matches_composed(case):
+    rng = np.random.default_rng(case["seed"])
+    x = rng.standard_normal(case["lead"] + (case["fan_in"],))
+    w = rng.standard_normal((case["fan_out"], case["fan_in"]))
+    if case["bias"]:
+        arrays, split = (x, w, rng.standard_normal(case["fan_out"])), lambda x, w, b: (x, w, b)
+    else:
+        arrays, split = (x, w), lambda x, w: (x, w, None)
+    assert_same(lambda *t: linear(*split(*t), activation="relu"),
+                lambda *t: ref.linear_relu_composed(*split(*t)), *arrays, seed=case["seed"])
+
+
+def test_linear_relu_gradients_match_finite_differences():
+    rng = np.random.default_rng(5)
+    x, w, b = rng.standard_normal((2, 3, 4)), rng.standard_normal((5, 4)), rng.standard_normal(5)
+    check_gradients(lambda x, w, b: linear(x, w, b, activation="relu"), x, w, b)
+
+
+def test_linear_relu_float32_on_device(device):
+    rng = np.random.default_rng(6)
+    x, w, b = rng.standard_normal((4, 7, 6)), rng.standard_normal((9, 6)), rng.standard_normal(9)
+    assert_same_float32_forward(lambda x, w, b: linear(x, w, b, activation="relu"),
+                                ref.linear_relu_composed, device, x, w, b)
+
+
+def test_linear_refuses_an_unknown_activation():
+    with pytest.raises(ValueError, match="activation"):
+        linear(Tensor(np.ones((2, 3))), Tensor(np.ones((4, 3))), activation="tanh")
+
+
+# ------------------------------------------- packed multi-head self-attention
+packed_cases = st.fixed_dictionaries({
+    "batch": st.integers(1, 2), "t": st.integers(1, 4), "heads": st.integers(1, 3),
+    "d": st.integers(1, 3), "seed": seeds,
+    "mask": st.sampled_from(["none", "random", "causal", "empty_row", "per_batch"])})
+
+
+def packed_mask(kind, batch, t, rng):
+    if kind == "per_batch":                         # (B, 1, T, T): one pattern per sample
+        return (rng.random((batch, 1, t, t)) < 0.6) | np.eye(t, dtype=bool)
+    return make_mask(kind, t, t, rng)
+
+
+@FAST
+@given(case=packed_cases)
+def test_packed_self_attention_matches_composed(case):
+    rng = np.random.default_rng(case["seed"])
+    heads, t = case["heads"], case["t"]
+    qkv = rng.standard_normal((case["batch"], t, 3 * heads * case["d"]))
+    mask = packed_mask(case["mask"], case["batch"], t, rng)
+    assert_same(lambda x: packed_self_attention(x, heads, mask),
+                lambda x: ref.packed_self_attention_composed(x, heads, mask), qkv,
+                seed=case["seed"])
+
+
+def test_packed_self_attention_gradient_matches_finite_differences():
+    rng = np.random.default_rng(7)
+    qkv = rng.standard_normal((2, 5, 3 * 2 * 3))
+    for mask in (None, np.tril(np.ones((5, 5), bool))):
+        check_directional(lambda x, mask=mask: packed_self_attention(x, 2, mask), qkv, seed=7)
+    check_gradients(lambda x: packed_self_attention(x, 2), rng.standard_normal((1, 3, 12)))
+
+
+def test_packed_self_attention_float32_on_device(device):
+    rng = np.random.default_rng(8)
+    qkv = rng.standard_normal((2, 6, 3 * 4 * 8))
+    for kind in ("none", "causal", "empty_row"):
+        mask = make_mask(kind, 6, 6, rng)
+        mask = None if mask is None else backend.to_device(mask, device)
+        assert_same_float32_forward(
+            lambda x, mask=mask: packed_self_attention(x, 4, mask),
+            lambda x, mask=mask: ref.packed_self_attention_composed(x, 4, mask), device, qkv)
+
+
+def test_packed_self_attention_refuses_bad_shapes():
+    with pytest.raises(ValueError, match="3·D"):
+        packed_self_attention(Tensor(np.ones((1, 2, 10))), 2)
+    with pytest.raises(ValueError, match="does not broadcast"):
+        packed_self_attention(Tensor(np.ones((1, 2, 12))), 2, mask=np.ones((3, 3), bool))

@@ -478,3 +478,70 @@ def test_transformer_block_on_every_device(device):
     block.to(device)
     np.testing.assert_allclose(block(x.to(device), context.to(device)).numpy(), expected,
                                rtol=1e-5, atol=1e-5)
+
+
+# ------------------------------------------------------------ fused forms
+def test_sequential_runs_linear_then_relu_as_one_operation(rng):
+    fused = nn.Sequential(nn.Linear(6, 8, generator=seeded(1)), nn.ReLU(),
+                          nn.Linear(8, 3, generator=seeded(2)))
+    x = Tensor(rng.standard_normal((4, 6)).astype(np.float32), requires_grad=True)
+    hidden = fused[0].fused_with(fused[1])(x)
+    assert type(hidden._fn).__name__ == "LinearReLU"
+    y = fused(x)
+    y.backward(np.ones(y.shape, np.float32))
+    grads = [x.grad] + [p.grad for p in fused.parameters()]
+    x.grad = None
+    fused.zero_grad()
+    composed = fused[2](fused[1](fused[0](x)))                  # one module after the other
+    composed.backward(np.ones(y.shape, np.float32))
+    np.testing.assert_array_equal(y.numpy(), composed.numpy())
+    for got, want in zip(grads, [x.grad] + [p.grad for p in fused.parameters()]):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_sequential_fuses_only_what_it_knows():
+    class LeakyReLU(nn.ReLU):
+        def forward(self, x):
+            return tm.functional.maximum(x, x * 0.1)
+
+    linear = nn.Linear(3, 2)
+    assert linear.fused_with(LeakyReLU()) is None and linear.fused_with(nn.GELU()) is None
+    assert nn.ReLU().fused_with(linear) is None
+    x = Tensor(np.full((1, 3), -1.0, np.float32))
+    out = nn.Sequential(linear, LeakyReLU())(x).numpy()
+    np.testing.assert_allclose(out, np.maximum(linear(x).numpy(), 0.1 * linear(x).numpy()))
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_self_attention_gradients_equal_the_composed_projections(rng, causal):
+    # The packed path (stacked q/k/v weights, packed attention) against three Linears,
+    # heads cut by reshapes and the composed attention, in float64: every gradient.
+    from tinymuse.ops import reference as ref
+    mha = nn.MultiHeadAttention(6, 3, generator=seeded(3)).to(dtype=np.float64)
+    x = Tensor(rng.standard_normal((2, 5, 6)), requires_grad=True)
+    mask = np.tril(np.ones((5, 5), bool))[None, None] if causal else None
+    g = rng.standard_normal((2, 5, 6))
+    mha(x, mask=mask).backward(g)
+    fused = [x.grad] + [p.grad for p in mha.parameters()]
+    x.grad = None
+    mha.zero_grad()
+
+    def heads(t):
+        return t.reshape(2, 5, 3, 2).transpose(1, 2)
+
+    q, k, v = (heads(layer(x)) for layer in (mha.q, mha.k, mha.v))
+    y = ref.attention_composed(q, k, v, mask).transpose(1, 2).reshape(2, 5, 6)
+    mha.out(y).backward(g)
+    for got, want in zip(fused, [x.grad] + [p.grad for p in mha.parameters()]):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12)
+
+
+def test_self_attention_with_a_cache_equals_the_packed_path(rng):
+    mha = nn.MultiHeadAttention(8, 2, generator=seeded(4))
+    x = rng.standard_normal((2, 4, 8)).astype(np.float32)
+    causal = np.tril(np.ones((4, 4), bool))[None, None]
+    whole = mha(Tensor(x), mask=causal).numpy()
+    cache = nn.KeyValueCache()
+    with tm.no_grad():
+        rows = [mha(Tensor(x[:, i:i + 1]), cache=cache).numpy() for i in range(4)]
+    np.testing.assert_allclose(np.concatenate(rows, axis=1), whole, rtol=1e-5, atol=1e-6)

@@ -166,8 +166,130 @@ def test_sgd_momentum_accelerates_along_a_constant_gradient(rng):
     np.testing.assert_allclose(before - param.data, [2.0], rtol=1e-6)
 
 
+# ------------------------------------------------------- fused (flat) AdamW
+FUSED_SHAPES = [(5, 3), (7,), (), (2, 3, 4)]
+
+
+def decay_groups(params):
+    return [{"params": params[:2], "weight_decay": 0.1},
+            {"params": params[2:], "weight_decay": 0.0, "lr": 0.03}]
+
+
+def run_adamw(starts, grads, fused, lrs=(0.01, 0.02, 0.005, 0.01, 0.03), device="cpu"):
+    """AdamW over a schedule of learning rates; the parameters and the optimizer after it."""
+    params = [Parameter(backend.to_device(s.copy(), device)) for s in starts]
+    opt = AdamW(decay_groups(params), lr=0.01, betas=(0.8, 0.95), fused=fused)
+    for step, lr in enumerate(lrs):
+        opt.param_groups[0]["lr"] = lr
+        for p, g in zip(params, grads):
+            p.grad = backend.to_device(g[step], device)
+        opt.step()
+    return params, opt
+
+
+@FAST
+@given(seed=st.integers(0, 2**16), scale=st.floats(1e-3, 1e3))
+def test_fused_adamw_equals_per_parameter_adamw_to_the_bit(seed, scale):
+    rng = np.random.default_rng(seed)
+    starts = [rng.standard_normal(s).astype(np.float32) for s in FUSED_SHAPES]
+    grads = [[(scale * rng.standard_normal(s)).astype(np.float32) for _ in range(5)]
+             for s in FUSED_SHAPES]
+    (plain, plain_opt), (fused, fused_opt) = (run_adamw(starts, grads, f) for f in (False, True))
+    for a, b in zip(plain, fused):
+        assert b.dtype == np.float32 and b.shape == a.shape
+        np.testing.assert_array_equal(a.data, b.data)
+    saved_plain, saved_fused = plain_opt.state_dict(), fused_opt.state_dict()
+    assert saved_plain["param_groups"] == saved_fused["param_groups"]
+    assert set(saved_plain["state"]) == set(saved_fused["state"])
+    for key, value in saved_plain["state"].items():
+        np.testing.assert_array_equal(value, saved_fused["state"][key], err_msg=key)
+
+
+def test_fused_adamw_follows_the_paper_in_float64(rng):
+    starts = [rng.standard_normal(s) for s in FUSED_SHAPES]                      # float64
+    grads = [[rng.standard_normal(s) for _ in range(4)] for s in FUSED_SHAPES]
+    params = [Parameter(s.copy()) for s in starts]
+    opt = AdamW(decay_groups(params), lr=0.01, betas=(0.8, 0.95), fused=True)
+    for step in range(4):
+        for p, g in zip(params, grads):
+            p.grad = g[step]
+        opt.step()
+    for i, (p, start, g) in enumerate(zip(params, starts, grads)):
+        lr, wd = (0.01, 0.1) if i < 2 else (0.03, 0.0)
+        expected = adamw_reference(start, g, lr, 0.8, 0.95, 1e-8, wd)
+        np.testing.assert_allclose(p.data, expected, rtol=1e-12, atol=1e-14)
+
+
+def test_fused_adamw_keeps_the_model_and_the_state_on_its_flat_arrays(rng):
+    layer = Linear(4, 3)
+    opt = AdamW(weight_decay_groups(layer, 0.1), lr=0.1, fused=True)
+    layer.weight.grad = np.ones((3, 4), np.float32)
+    layer.bias.grad = np.ones(3, np.float32)
+    before = layer.weight.data.copy()
+    opt.step()
+    assert not np.array_equal(layer.weight.data, before)         # the model sees the update
+    x = rng.standard_normal((2, 4)).astype(np.float32)
+    np.testing.assert_allclose(layer(x).numpy(), x @ layer.weight.data.T + layer.bias.data,
+                               rtol=1e-6)
+    state = opt.state[id(layer.weight)]
+    assert np.shares_memory(state["exp_avg"], opt._flat[0].m)
+    # Replacing a parameter's array (as loading or moving does) is picked up at the next step.
+    layer.weight.data = np.zeros((3, 4), np.float32)
+    opt.step()
+    np.testing.assert_array_less(layer.weight.data, 0.0)           # moved from 0 against +g
+    assert np.shares_memory(layer.weight.data, opt._flat[0].theta)
+
+
+def test_fused_adamw_falls_back_per_parameter_when_a_gradient_is_missing(rng):
+    starts = [rng.standard_normal(s).astype(np.float32) for s in FUSED_SHAPES]
+    grads = [[rng.standard_normal(s).astype(np.float32) for _ in range(4)] for s in FUSED_SHAPES]
+    results = []
+    for fused in (False, True):
+        params = [Parameter(s.copy()) for s in starts]
+        opt = AdamW(decay_groups(params), lr=0.01, fused=fused)
+        for step in range(4):
+            for i, (p, g) in enumerate(zip(params, grads)):
+                p.grad = None if (step == 1 and i in (0, 3)) else g[step]   # skipped once
+            opt.step()
+        results.append((params, opt.state_dict()["state"]))
+    (plain, plain_state), (fused, fused_state) = results
+    for a, b in zip(plain, fused):
+        np.testing.assert_array_equal(a.data, b.data)
+    assert int(fused_state["0.step"]) == 3 and int(fused_state["1.step"]) == 4
+    for key, value in plain_state.items():
+        np.testing.assert_array_equal(value, fused_state[key], err_msg=key)
+
+
+@pytest.mark.parametrize("first, second", [(True, True), (False, True), (True, False)])
+def test_fused_adamw_state_resumes_exactly_either_way(rng, first, second):
+    starts = [rng.standard_normal(s).astype(np.float32) for s in FUSED_SHAPES]
+    grads = [[rng.standard_normal(s).astype(np.float32) for _ in range(6)] for s in FUSED_SHAPES]
+    straight, _ = run_adamw(starts, grads, True, lrs=(0.01,) * 6)
+    half, opt = run_adamw(starts, grads, first, lrs=(0.01,) * 3)
+    resumed = [Parameter(p.data.copy()) for p in half]
+    opt2 = AdamW(decay_groups(resumed), lr=0.01, betas=(0.8, 0.95), fused=second)
+    opt2.load_state_dict(opt.state_dict())
+    for step in range(3, 6):
+        for p, g in zip(resumed, grads):
+            p.grad = g[step]
+        opt2.step()
+    for a, b in zip(straight, resumed):
+        np.testing.assert_array_equal(a.data, b.data)
+
+
+def test_fused_adamw_on_every_device(device, rng):
+    starts = [rng.standard_normal(s).astype(np.float32) for s in FUSED_SHAPES]
+    grads = [[rng.standard_normal(s).astype(np.float32) for _ in range(5)] for s in FUSED_SHAPES]
+    expected, _ = run_adamw(starts, grads, False)
+    got, _ = run_adamw(starts, grads, True, device=device)
+    for a, b in zip(expected, got):
+        assert b.device == device
+        np.testing.assert_allclose(b.numpy(), a.data, rtol=1e-6, atol=1e-7)
+
+
 # ------------------------------------------------------------ state dicts
 @pytest.mark.parametrize("make_opt", [lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1),
+                                      lambda ps: AdamW(ps, lr=0.01, weight_decay=0.1, fused=True),
                                       lambda ps: SGD(ps, lr=0.01, momentum=0.9)])
 def test_optimizer_state_dict_resumes_exactly(rng, make_opt):
     shapes = [(3, 4), (4,)]

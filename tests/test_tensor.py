@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 import tinymuse.functional as F
-from tinymuse import Tensor, backend, enable_grad, no_grad
+from tinymuse import Function, Tensor, backend, enable_grad, no_grad
+from tinymuse.autograd import SliceGradient
 from tinymuse.gradcheck import check_gradients
 from tinymuse.tensor import METHODS, OPERATORS
 
@@ -266,3 +267,94 @@ def test_a_small_network_gives_the_same_values_and_gradients_on_each_device(devi
     np.testing.assert_allclose(loss, loss_cpu, rtol=1e-5)
     np.testing.assert_allclose(grad, grad_cpu, rtol=1e-4, atol=1e-5)
     assert np.isfinite(grad).all() and np.abs(grad).sum() > 0
+
+
+# ------------------------------------------------- who owns a leaf's gradient
+class _Double(Function):
+    """y = 2x, whose backward remembers (weakly, or strongly) the gradient it returned."""
+
+    keep = False
+    returned = None
+
+    def forward(self, x):
+        return x * 2
+
+    def backward(self, grad):
+        out = grad * 2
+        _Double.returned = out if self.keep else weakref.ref(out)
+        return out
+
+
+def test_a_gradient_someone_else_holds_is_copied():
+    x = leaf([1.0, 2.0])
+    _Double.keep = True
+    try:
+        _Double.apply(x).sum().backward()
+        kept = _Double.returned
+        assert x.grad is not kept and not np.shares_memory(x.grad, kept)
+        x.grad += 1                                         # an optimizer's in-place update
+        np.testing.assert_array_equal(kept, [2.0, 2.0])
+    finally:
+        _Double.keep, _Double.returned = False, None
+
+
+def test_one_gradient_handed_to_two_leaves_gives_each_its_own_array():
+    a, b = leaf([1.0, 2.0]), leaf([3.0, 4.0])
+    upstream = np.array([1.0, -1.0])
+    (a + b).backward(upstream)                              # Add returns the same array twice
+    assert not np.shares_memory(a.grad, b.grad)
+    a.grad *= 10
+    np.testing.assert_array_equal(b.grad, [1.0, -1.0])
+    np.testing.assert_array_equal(upstream, [1.0, -1.0])
+
+
+def test_a_gradient_that_is_a_view_is_copied():
+    x = leaf(np.arange(6.0))
+    upstream = np.ones((2, 3))
+    x.reshape(2, 3).backward(upstream)                      # Reshape's backward is a view
+    assert x.grad.shape == (6,) and not np.shares_memory(x.grad, upstream)
+
+
+# ---------------------------------------------------------- slice gradients
+def test_the_pieces_of_a_split_add_into_one_gradient():
+    x = leaf(np.arange(12.0).reshape(2, 6))
+    q, _, v = F.split(x, 2, axis=-1)
+    assert isinstance(q._fn.backward(np.ones((2, 2))), SliceGradient)
+    # The middle piece is never used: its slice stays zero; x is also used whole.
+    loss = (q * 3).sum() + (v * v).sum() + (x * 0.5).sum()
+    loss.backward()
+    expected = np.full((2, 6), 0.5)
+    expected[:, :2] += 3
+    expected[:, 4:] += 2 * x.data[:, 4:]
+    np.testing.assert_allclose(x.grad, expected)
+
+
+def test_slice_gradients_of_an_inner_tensor_reach_the_leaf():
+    x = leaf(np.linspace(-1, 1, 8).reshape(2, 4))
+    h = x * x                                               # the split input is not a leaf
+    left, right = F.split(h, [1, 3], axis=-1)
+    (left.sum() * 2 + (right * h[:, 1:]).sum()).backward()
+
+    def loss(t):
+        h = t * t
+        left, right = F.split(h, [1, 3], axis=-1)
+        return left.sum() * 2 + (right * h[:, 1:]).sum()
+
+    check_gradients(loss, x.data)
+    expected = np.zeros((2, 4))
+    expected[:, :1] = 2 * 2 * x.data[:, :1]
+    expected[:, 1:] = 2 * h.data[:, 1:] * 2 * x.data[:, 1:]   # d(h_1²)/dx = 2h · 2x
+    np.testing.assert_allclose(x.grad, expected)
+
+
+def test_a_slice_gradient_of_the_wrong_shape_is_refused():
+    class BadSlice(Function):
+        def forward(self, x):
+            return x[:1]
+
+        def backward(self, grad):
+            return SliceGradient((slice(0, 2),), grad)      # says 2 rows, holds 1
+
+    x = leaf(np.ones((3, 2)))
+    with pytest.raises(RuntimeError, match="BadSlice.backward returned a slice gradient"):
+        BadSlice.apply(x).sum().backward()

@@ -30,8 +30,8 @@ import numpy as np
 from . import backend
 
 __all__ = ["Tensor", "Function", "no_grad", "enable_grad", "is_grad_enabled", "unbroadcast",
-           "ToDevice", "AsType", "zeros", "ones", "full", "arange", "randn", "rand",
-           "zeros_like", "ones_like", "as_tensor"]
+           "SliceGradient", "ToDevice", "AsType", "zeros", "ones", "full", "arange", "randn",
+           "rand", "zeros_like", "ones_like", "as_tensor"]
 
 _grad_enabled = True
 
@@ -283,10 +283,46 @@ def unbroadcast(grad, shape: tuple):
     # END EXERCISE
 
 
+class SliceGradient:
+    """The gradient of an input of which an operation read only the slice ``input[index]``:
+    ``values`` there, zero everywhere else.
+
+    ``split`` cuts q, k and v out of one fused projection; if the backward of each piece
+    returned a zero-filled gradient of the whole input, three full-size arrays would be
+    allocated and added up to say what three slices say. A backward returns this instead, and
+    the engine adds every piece into one gradient of the input, allocated once.
+    """
+
+    __slots__ = ("index", "values")
+
+    def __init__(self, index: tuple, values):
+        self.index, self.values = index, values
+
+
+def _add_slice(grads: dict, owned: dict, parent: Tensor, part: SliceGradient, fn) -> None:
+    """grads[parent] += part, in an array of the parent's shape that the engine owns
+    (``owned``), so later slices add into it in place."""
+    key = id(parent)
+    pending = grads.get(key)
+    if pending is None or owned.get(key) is not pending:
+        buffer = parent.xp.zeros(parent.shape, dtype=parent.dtype)
+        if pending is not None:
+            buffer += pending
+        grads[key] = owned[key] = buffer
+    target = grads[key][part.index]
+    if target.shape != part.values.shape or part.values.dtype != parent.dtype:
+        raise RuntimeError(f"{type(fn).__name__}.backward returned a slice gradient of shape "
+                           f"{part.values.shape} and dtype {part.values.dtype} for a slice of "
+                           f"shape {target.shape} of an input of dtype {parent.dtype}")
+    target += part.values
+
+
 def _run_backward(root: Tensor, root_grad, retain_graph: bool) -> None:
     grads = {id(root): root_grad}
+    owned = {}  # the full-size gradients the engine allocated for slice gradients
     for tensor in reversed(_topological_order(root)):
         grad = grads.pop(id(tensor), None)
+        owned.pop(id(tensor), None)
         if grad is None:
             continue
         fn = tensor._fn
@@ -306,6 +342,9 @@ def _run_backward(root: Tensor, root_grad, retain_graph: bool) -> None:
                                f"gradients for {len(fn.inputs)} inputs")
         for parent, needed, parent_grad in zip(fn.inputs, fn.needs_input_grad, input_grads):
             if not needed or parent_grad is None:
+                continue
+            if isinstance(parent_grad, SliceGradient):
+                _add_slice(grads, owned, parent, parent_grad, fn)
                 continue
             parent_grad = unbroadcast(parent_grad, parent.shape)
             if parent_grad.shape != parent.shape or parent_grad.dtype != parent.dtype:

@@ -6,8 +6,8 @@ Every differentiable operation under one name, in the style of
 arrays where that makes sense) and returns a tensor that records the graph.
 The operations are written in :mod:`tinymuse.ops`, one module per kind, in
 the groups below; the fused ones (softmax, cross-entropy, layer norm,
-attention, GELU) are checked against their compositions in
-:mod:`tinymuse.ops.reference`.
+attention, packed self-attention, GELU, linear + ReLU) are checked against
+their compositions in :mod:`tinymuse.ops.reference`.
 """
 # element-wise arithmetic, powers and activations (broadcasting)
 from .ops.elementwise import add, sub, mul, div, neg, pow, exp, log, sqrt, abs  # noqa: A004
@@ -28,7 +28,7 @@ from .ops.linalg import matmul, linear
 from .ops.nn import softmax, log_softmax, embedding, dropout
 from .ops.nn import conv2d, conv_transpose2d, avg_pool2d, upsample_nearest2d
 from .ops.norm import layer_norm, group_norm
-from .ops.attention import scaled_dot_product_attention
+from .ops.attention import scaled_dot_product_attention, packed_self_attention
 # losses
 from .ops.losses import cross_entropy, mse_loss, l1_loss
 
@@ -44,6 +44,6 @@ __all__ = [
     "matmul", "linear",
     "softmax", "log_softmax", "embedding", "dropout",
     "conv2d", "conv_transpose2d", "avg_pool2d", "upsample_nearest2d",
-    "layer_norm", "group_norm", "scaled_dot_product_attention",
+    "layer_norm", "group_norm", "scaled_dot_product_attention", "packed_self_attention",
     "cross_entropy", "mse_loss", "l1_loss",
 ]

@@ -59,6 +59,15 @@ class KeyValueCache:
         return Tensor(self.keys), Tensor(self.values)
 
 
+def _stacked_linear(x: Tensor, *layers: Linear) -> Tensor:
+    """The outputs of ``layers`` side by side, ``[layer(x) for layer in layers]`` joined on
+    the last axis, as one matrix product: the layers' weights (and biases) are stacked."""
+    weight = F.concatenate([layer.weight for layer in layers], axis=0)
+    biases = [layer.bias for layer in layers]
+    bias = None if biases[0] is None else F.concatenate(biases, axis=0)
+    return F.linear(x, weight, bias)
+
+
 class MultiHeadAttention(Module):
     """Self-attention, or cross-attention when ``context_dim`` is given.
 
@@ -80,11 +89,15 @@ class MultiHeadAttention(Module):
     values between calls: self-attention appends this call's positions to the cached ones
     and attends to all of them; cross-attention computes the context's once and reuses them.
 
-    Why three projections and not one fused (D → 3D) matrix product: the
-    fused product must be cut into q, k and v again, and with single-output
-    operations the backward of each cut builds a zero-filled gradient of the
-    full fused size. Measured on a CPU that costs more than the one larger
-    matrix product saves, so each projection is its own ``Linear``.
+    The projections ``q``, ``k`` and ``v`` are three ``Linear`` layers (their weights are
+    what a checkpoint stores), but self-attention runs them as one: the three weight
+    matrices are stacked into one (3D, D) matrix, x is projected once,
+    ``[q | k | v] = x [W_q; W_k; W_v]ᵀ``, and ``F.packed_self_attention`` attends on that
+    packed result directly, reading each head where it lies and writing dL/dq, dL/dk and
+    dL/dv into one gradient. One larger matrix product keeps BLAS busier than three small
+    ones, and dL/dx is one product instead of three added up. With a cache, the packed
+    projection is cut into q, k and v (``split``). Cross-attention projects x with ``q``
+    and the context with ``k`` and ``v``, one product each.
     """
 
     def __init__(self, dim: int, num_heads: int, context_dim: int | None = None,
@@ -124,19 +137,33 @@ class MultiHeadAttention(Module):
                 raise ValueError("this is a self-attention layer (no context_dim was given), "
                                  "but a context was passed")
             source = x
-        q = self._split_heads(self.q(x))                                  # (B, H, Tq, d)
-        if cache is not None and self.is_cross_attention and len(cache):
-            k, v = Tensor(cache.keys), Tensor(cache.values)   # the context's, from call one
-        else:
-            k = self._split_heads(self.k(source))                         # (B, H, Tk, d)
-            v = self._split_heads(self.v(source))
-            if cache is not None:
-                k, v = cache.extend(k.data, v.data)           # (B, H, T_seen, d)
+        if not self.is_cross_attention and cache is None:   # training, and drawing in parallel
+            qkv = _stacked_linear(x, self.q, self.k, self.v)                # (B, T, 3D)
+            if mask is not None:
+                mask = self._attention_mask(mask, B, Tq, Tq, x.device)
+            return self.out(F.packed_self_attention(qkv, self.num_heads, mask=mask))
+        q, k, v = self._project(x, source, cache)
         Tk = k.shape[2]
         if mask is not None:
             mask = self._attention_mask(mask, B, Tq, Tk, x.device)
         y = F.scaled_dot_product_attention(q, k, v, mask=mask)            # (B, H, Tq, d)
         return self.out(y.transpose(1, 2).reshape(B, Tq, self.dim))       # heads side by side
+
+    def _project(self, x: Tensor, source: Tensor, cache: KeyValueCache | None):
+        """q (B, H, Tq, d) from x; k and v (B, H, Tk, d) from the source, the cache's, or
+        both (self-attention with a cache: the cached positions, then this call's)."""
+        if self.is_cross_attention:
+            q = self._split_heads(self.q(x))
+            if cache is not None and len(cache):
+                return q, Tensor(cache.keys), Tensor(cache.values)  # the context's, from call one
+            k, v = self.k(source), self.v(source)
+        else:
+            q, k, v = F.split(_stacked_linear(x, self.q, self.k, self.v), self.dim, axis=-1)
+            q = self._split_heads(q)
+        k, v = self._split_heads(k), self._split_heads(v)
+        if cache is not None:
+            k, v = cache.extend(k.data, v.data)                         # (B, H, T_seen, d)
+        return q, k, v
 
     def _split_heads(self, t: Tensor) -> Tensor:
         """(B, T, D) → (B, H, T, d): head h owns features h·d ... (h+1)·d − 1."""

@@ -47,6 +47,14 @@ class Linear(Module):
     def forward(self, x):
         return F.linear(x, self.weight, self.bias)
 
+    def fused_with(self, following):
+        """``Linear`` then ``ReLU`` is one operation, ``F.linear(..., activation="relu")``,
+        in a :class:`~tinymuse.nn.Sequential`. (The type is checked exactly: a subclass of
+        ReLU may compute something else.)"""
+        if type(following) is not ReLU:
+            return None
+        return lambda x: F.linear(x, self.weight, self.bias, activation="relu")
+
     def extra_repr(self) -> str:
         return f"{self.in_features}, {self.out_features}, bias={self.bias is not None}"
 

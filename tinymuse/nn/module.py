@@ -83,6 +83,11 @@ class Module:
     def __call__(self, *args, **kwargs):
         return self.forward(*args, **kwargs)
 
+    def fused_with(self, following: Module):
+        """A function computing ``following(self(x))`` as one operation, or None: this module
+        has no fused form with ``following`` (the default). :class:`Sequential` asks each
+        child about the next one; a ``Linear`` followed by a ``ReLU`` answers."""
+
     # ---------------------------------------------------------- registration
     def __setattr__(self, name: str, value) -> None:
         """Attributes are plain attributes; Parameters, Modules and buffers are
@@ -333,8 +338,13 @@ class Sequential(Module):
             setattr(self, str(index), module)
 
     def forward(self, x):
-        for module in self._modules.values():
-            x = module(x)
+        modules = list(self._modules.values())
+        i = 0
+        while i < len(modules):
+            # A pair that has a fused form (Linear → ReLU) runs as one operation.
+            fused = modules[i].fused_with(modules[i + 1]) if i + 1 < len(modules) else None
+            x = modules[i](x) if fused is None else fused(x)
+            i += 1 if fused is None else 2
         return x
 
     def __getitem__(self, index: int) -> Module:

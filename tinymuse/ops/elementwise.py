@@ -116,12 +116,6 @@ def _operands(name: str, a, b, same_float_dtype: bool = True):
     return a, b
 
 
-def _array(value):
-    """``value`` as an array. NumPy returns a scalar, not a 0-d array, from
-    arithmetic on 0-d arrays, and ``out=`` cannot write into a scalar."""
-    return value if isinstance(value, np.ndarray) else backend.get_array_module(value).asarray(value)
-
-
 def _xp(*values):
     """The array module of the first array among ``values``."""
     for v in values:
@@ -347,14 +341,73 @@ class SiLUFunction(Function):
 _GELU_C = math.sqrt(2 / math.pi)
 _GELU_K = 0.044715
 
+# How many elements one pass of a blocked element-wise kernel works on: a few arrays of this
+# many float32 numbers stay in a core's L2 cache, so the later passes over a block read it
+# from there instead of from memory. On a GPU every pass is one kernel over the whole array.
+BLOCK_ELEMENTS = 1 << 15
+
+
+def row_blocks(xp, rows: int, width: int):
+    """Slices of ``rows`` rows of ``width`` numbers, about :data:`BLOCK_ELEMENTS` each (one
+    slice of all rows for CuPy)."""
+    step = rows if xp is not np else max(1, BLOCK_ELEMENTS // max(width, 1))
+    return [slice(start, start + step) for start in range(0, rows, step)]
+
+
+def gelu_forward_rows(z):
+    """GELU of the rows of a 2-D array: (y, s) with y = z · s and s = σ(2u),
+    u = √(2/π) (z + 0.044715 z³) (see :class:`GELUFunction`). Block by block, so that all
+    the passes over one block run while it is in cache."""
+    xp = backend.get_array_module(z)
+    y, s = xp.empty_like(z), xp.empty_like(z)
+    for rows in row_blocks(xp, z.shape[0], z.shape[1]):
+        zb, v = z[rows], s[rows]
+        xp.multiply(zb, zb, out=v)
+        v *= _GELU_C * _GELU_K
+        v += _GELU_C
+        v *= zb                                       # v = u
+        xp.tanh(v, out=v)
+        v *= 0.5
+        v += 0.5                                      # s = ½ (1 + tanh u) = σ(2u)
+        xp.multiply(zb, v, out=y[rows])
+    return y, s
+
+
+def gelu_backward_rows(z, s, grad):
+    """dL/dz = dL/dy · s (1 + (1 − s) · z · 2√(2/π) (1 + 3 · 0.044715 z²)), a new array,
+    block by block like :func:`gelu_forward_rows`."""
+    xp = backend.get_array_module(z)
+    dz = xp.empty_like(z)
+    blocks = row_blocks(xp, z.shape[0], z.shape[1])
+    one_minus_s = xp.empty_like(z[blocks[0]]) if blocks else None
+    for rows in blocks:
+        zb, sb, g = z[rows], s[rows], dz[rows]
+        t = one_minus_s[:g.shape[0]]
+        xp.multiply(zb, zb, out=g)
+        g *= 6 * _GELU_C * _GELU_K
+        g += 2 * _GELU_C
+        g *= zb                                       # z · 2 du/dz
+        xp.subtract(1, sb, out=t)
+        g *= t
+        g += 1
+        g *= sb
+        g *= grad[rows]
+    return dz
+
+
+def _rows(x):
+    """``x`` as a 2-D array of rows over its last axis (a view when its layout allows)."""
+    return x.reshape(-1, 1) if x.ndim == 0 or x.size == 0 else x.reshape(-1, x.shape[-1])
+
 
 class GELUFunction(Function):
     """GELU with the tanh approximation of BERT and GPT-2, fused into one op:
 
         y = ½ x (1 + tanh u),    u = √(2/π) (x + 0.044715 x³)
 
-    Since ½ (1 + tanh u) = σ(2u), this is y = x · s with s = σ(2u), which
-    needs one exp instead of a slower tanh. With 1 − tanh² u = 4 s (1 − s):
+    This is y = x · s with s = ½ (1 + tanh u) = σ(2u), kept for the backward. (The
+    forward computes s by tanh: one pass, where σ would take exp and a reciprocal.)
+    With 1 − tanh² u = 4 s (1 − s):
 
         dy/dx = s + x · s (1 − s) · 2 du/dx
               = s · (1 + (1 − s) · x · 2√(2/π) (1 + 3 · 0.044715 x²))
@@ -364,30 +417,12 @@ class GELUFunction(Function):
     """
 
     def forward(self, x):
-        # A hot operation: every step is done in place in one temporary v.
-        xp = backend.get_array_module(x)
-        v = _array(x * x)
-        v *= -2 * _GELU_C * _GELU_K
-        v -= 2 * _GELU_C
-        v *= x                                        # v = −2u
-        with np.errstate(over="ignore"):              # e^v = inf gives s = 0, as in _sigmoid
-            xp.exp(v, out=v)
-        v += 1
-        s = xp.reciprocal(v, out=v)                   # s = 1 / (1 + e^(−2u)) = σ(2u)
-        self.x, self.s = x, s
-        return x * s
+        self.x2 = _rows(x)
+        y, self.s = gelu_forward_rows(self.x2)
+        return y.reshape(x.shape)
 
     def backward(self, grad):
-        x, s = self.x, self.s
-        g = x * x
-        g *= 6 * _GELU_C * _GELU_K
-        g += 2 * _GELU_C
-        g *= x                                        # x · 2 du/dx
-        g *= 1 - s
-        g += 1
-        g *= s
-        g *= grad
-        return g
+        return gelu_backward_rows(self.x2, self.s, _rows(grad)).reshape(grad.shape)
 
 
 # ------------------------------------------------------------------ selection

@@ -12,7 +12,8 @@ When one operand is a single matrix shared by the whole batch (a weight),
 the batch axes are folded into the rows of one GEMM, and the gradient of the
 shared matrix is then one GEMM too, never a batch of products followed by a
 sum. ``linear`` is that case, written as one Function: it is the hot path of
-every transformer.
+every transformer. With ``activation="relu"`` it also applies the ReLU that follows it in
+an MLP, in the same Function (:class:`LinearReLU`).
 """
 from __future__ import annotations
 
@@ -23,6 +24,8 @@ from ..autograd import Function, Tensor
 from .shape import reshape
 
 __all__ = ["matmul", "linear"]
+
+ACTIVATIONS = (None, "relu")
 
 
 class MatMul(Function):
@@ -125,6 +128,36 @@ class LinearFunction(Function):
         return grad_x, grad_w, grad_b
 
 
+class LinearReLU(Function):
+    """y = max(z, 0), z = x Wᵀ + b: a layer of an MLP as one Function.
+
+    The backward is ReLU's, dL/dz = dL/dy where z > 0 and 0 elsewhere, followed by
+    :class:`LinearFunction`'s three products with dL/dz in place of dL/dy. Fused, ReLU
+    overwrites the product's fresh array with y instead of allocating a second array of the
+    layer's width, and y > 0 exactly where z > 0, so y is all the backward keeps.
+    """
+
+    def forward(self, x, weight, bias):
+        need_x, need_w, _ = self.needs_input_grad
+        x2 = x.reshape(-1, x.shape[-1])
+        y = x2 @ weight.T                                     # a new array: ours to overwrite
+        if bias is not None:
+            y += bias
+        backend.get_array_module(y).maximum(y, 0, out=y)      # in place
+        self.x_shape, self.y = x.shape, y
+        self.x2 = x2 if need_w else None
+        self.weight = weight if need_x else None
+        return y.reshape(x.shape[:-1] + (weight.shape[0],))
+
+    def backward(self, grad):
+        need_x, need_w, need_b = self.needs_input_grad
+        dz = grad.reshape(-1, grad.shape[-1]) * (self.y > 0)
+        grad_x = (dz @ self.weight).reshape(self.x_shape) if need_x else None
+        grad_w = dz.T @ self.x2 if need_w else None
+        grad_b = dz.sum(axis=0) if need_b else None
+        return grad_x, grad_w, grad_b
+
+
 def matmul(a, b) -> Tensor:
     """Matrix product a @ b with NumPy's rules: 1-D operands are vectors, and
     the leading axes of N-D operands are batch axes that broadcast."""
@@ -190,10 +223,16 @@ def _matmul_dtypes(a, b) -> tuple[Tensor, Tensor]:
     return a, b
 
 
-def linear(x, weight, bias=None) -> Tensor:
+def linear(x, weight, bias=None, activation: str | None = None) -> Tensor:
     """y = x @ weight.T + bias, with weight shaped (out_features, in_features)
     and bias (out_features,), as ``torch.nn.functional.linear``. One fused
-    Function: a single GEMM each for y, dL/dx and dL/dweight."""
+    Function: a single GEMM each for y, dL/dx and dL/dweight.
+
+    ``activation="relu"`` applies ReLU to the result in the same Function:
+    ``linear(x, w, b, activation="relu")`` equals ``relu(linear(x, w, b))`` and saves an
+    array of the output's size."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
     x, weight = _matmul_dtypes(x, weight)
     if weight.ndim != 2:
         raise ValueError(f"linear: weight must be 2-D (out_features, in_features), got shape "
@@ -212,4 +251,6 @@ def linear(x, weight, bias=None) -> Tensor:
         if bias.dtype != weight.dtype:
             raise TypeError(f"linear: bias is {bias.dtype} but weight is {weight.dtype}; "
                             f"convert with .float() or .double()")
+    if activation == "relu":
+        return LinearReLU.apply(x, weight, bias)
     return LinearFunction.apply(x, weight, bias)

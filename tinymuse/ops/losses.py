@@ -101,8 +101,9 @@ class CrossEntropy(Function):
 
         dloss/dz = p − q,
 
-    so no log-probabilities are ever stored: only p. Each position is scaled by
-    its weight w, and the mean divides by Σ w.
+    so no log-probabilities are ever stored, only e = exp(z − max z) and its row sums
+    S: p = e / S is formed in the backward, where the division joins the scaling of each
+    position by its weight w (the mean divides by Σ w): one pass over the logits fewer.
     """
 
     def forward(self, logits, targets=None, weight=None, ignore_index=-100,
@@ -112,16 +113,13 @@ class CrossEntropy(Function):
         z = logits.reshape(-1, classes)
         safe, w = position_weights(targets, weight, ignore_index, classes, logits.dtype)
         rows = xp.arange(z.shape[0])
-
-        z = z - z.max(axis=1, keepdims=True)   # a new array: becomes p below
-        loss = -(1.0 - label_smoothing) * z[rows, safe]
+        e = z - z.max(axis=1, keepdims=True)                # a new array: exp'd in place below
+        loss = -(1.0 - label_smoothing) * e[rows, safe]
         if label_smoothing:
-            loss -= label_smoothing * z.mean(axis=1)
-        xp.exp(z, out=z)
-        total = z.sum(axis=1)
+            loss -= label_smoothing * e.mean(axis=1)
+        xp.exp(e, out=e)
+        total = e.sum(axis=1)
         loss += xp.log(total)
-        z /= total[:, None]
-
         loss *= w
         if reduction == "mean":
             self.normalizer = mean_normalizer(w)
@@ -130,17 +128,17 @@ class CrossEntropy(Function):
             out = loss.sum()
         else:
             out = loss.reshape(targets.shape)
-        self.p, self.safe, self.w, self.rows = z, safe, w, rows
+        self.e, self.total, self.safe, self.w, self.rows = e, total, safe, w, rows
         self.label_smoothing, self.reduction, self.shape = label_smoothing, reduction, logits.shape
         return out
 
     def backward(self, grad):
-        eps, classes = self.label_smoothing, self.p.shape[1]
+        eps, classes = self.label_smoothing, self.e.shape[1]
         if self.reduction == "mean":
             scale = self.w * (grad / self.normalizer)
         else:
             scale = self.w * grad.reshape(-1)
-        dz = self.p * scale[:, None]                              # p·s
+        dz = self.e * (scale / self.total)[:, None]              # p·s = e·(s / S)
         dz[self.rows, self.safe] -= (1.0 - eps) * scale           # − (1 − ε)·onehot·s
         if eps:
             dz -= (eps / classes) * scale[:, None]                # − (ε/C)·s

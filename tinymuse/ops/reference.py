@@ -1,7 +1,8 @@
 """The fused operations, composed from primitives.
 
 Every function here computes exactly what its fused counterpart computes
-(softmax, log-softmax, cross-entropy, layer norm, attention, GELU), but as a
+(softmax, log-softmax, cross-entropy, layer norm, attention, packed multi-head
+self-attention, GELU, a linear layer with its ReLU), but as a
 chain of primitive operations — F.exp, F.sum, F.matmul, ... — each with its own
 small backward. Autograd then derives the gradient of the whole chain by the
 chain rule; nothing here has a hand-written backward.
@@ -21,14 +22,15 @@ from __future__ import annotations
 import math
 
 from ..autograd import Tensor
-from .elementwise import add, div, exp, log, masked_fill, mul, neg, sqrt, sub, tanh
+from .elementwise import add, div, exp, log, masked_fill, mul, neg, relu, sqrt, sub, tanh
 from .linalg import matmul
 from .losses import check_cross_entropy_args, mean_normalizer, position_weights
 from .reduction import max as reduce_max, mean, sum as reduce_sum
-from .shape import reshape, transpose
+from .shape import reshape, split, transpose
 
 __all__ = ["softmax_composed", "log_softmax_composed", "cross_entropy_composed",
-           "layer_norm_composed", "attention_composed", "gelu_composed"]
+           "layer_norm_composed", "attention_composed", "packed_self_attention_composed",
+           "gelu_composed", "linear_relu_composed"]
 
 
 def softmax_composed(x: Tensor, axis: int = -1) -> Tensor:
@@ -92,6 +94,26 @@ def attention_composed(q: Tensor, k: Tensor, v: Tensor, mask=None) -> Tensor:
     scores = masked_fill(scores, Tensor(q.xp.logical_not(mask)), -1e9)
     weights = mul(softmax_composed(scores), Tensor(mask.astype(scores.dtype)))
     return matmul(weights, v)
+
+
+def packed_self_attention_composed(qkv: Tensor, num_heads: int, mask=None) -> Tensor:
+    """Cut (B, T, 3D) into q, k and v, each into heads (B, h, T, d), attend, and put the
+    heads side by side again (B, T, D)."""
+    B, T, width = qkv.shape
+    D = width // 3
+    d = D // num_heads
+
+    def heads(t):
+        return transpose(reshape(t, (B, T, num_heads, d)), 1, 2)
+
+    q, k, v = (heads(t) for t in split(qkv, D, axis=-1))
+    return reshape(transpose(attention_composed(q, k, v, mask), 1, 2), (B, T, D))
+
+
+def linear_relu_composed(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """max(x Wᵀ + b, 0)."""
+    z = matmul(x, transpose(weight, 0, 1))
+    return relu(z if bias is None else add(z, bias))
 
 
 def gelu_composed(x: Tensor) -> Tensor:

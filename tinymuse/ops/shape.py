@@ -15,7 +15,7 @@ import operator
 import numpy as np
 
 from .. import backend
-from ..autograd import Function, Tensor
+from ..autograd import Function, SliceGradient, Tensor
 
 __all__ = ["reshape", "permute", "transpose", "flatten", "squeeze", "unsqueeze", "expand",
            "getitem", "concatenate", "cat", "stack", "split", "chunk", "pad"]
@@ -296,18 +296,16 @@ class Stack(Function):
 
 
 class Narrow(Function):
-    """y = x[start:stop] along ``axis`` (a view). The backward puts dL/dy in
-    that slice of a zero gradient."""
+    """y = x[start:stop] along ``axis`` (a view). dL/dx is dL/dy in that slice and zero
+    elsewhere; the backward says so with a :class:`~tinymuse.autograd.SliceGradient`, and
+    the engine adds the pieces of one ``split`` into a single gradient of x."""
 
     def forward(self, x, *, axis, start, stop):
-        self.shape, self.dtype = x.shape, x.dtype
         self.where = (slice(None),) * axis + (slice(start, stop),)
         return x[self.where]
 
     def backward(self, grad):
-        out = backend.get_array_module(grad).zeros(self.shape, dtype=self.dtype)
-        out[self.where] = grad
-        return out
+        return SliceGradient(self.where, grad)
 
 
 class Pad(Function):

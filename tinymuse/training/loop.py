@@ -16,7 +16,7 @@ and :func:`fit` does the rest, the same way for all of them. One step::
     loss, metrics = loss_fn(batch_at(step), step_generator(seed, step))
     optimizer.zero_grad();  loss.backward()
     clip_grad_norm(parameters, grad_clip)            # ‖g‖ ≤ grad_clip
-    optimizer.step()                                  # AdamW, weight decay on matrices only
+    optimizer.step()                                  # AdamW (fused), decay on matrices only
     scheduler.step()                                  # linear warm-up, then cosine decay
     ema.update(model)                                 # if config.ema_decay
 
@@ -187,7 +187,7 @@ class _Run:
     def __init__(self, model, trainable, config, out_dir, run_config, generators):
         self.model, self.trainable, self.config, self.out_dir = model, trainable, config, out_dir
         self.optimizer = optim.AdamW(optim.weight_decay_groups(trainable, config.weight_decay),
-                                     lr=config.lr, betas=config.betas)
+                                     lr=config.lr, betas=config.betas, fused=True)
         self.scheduler = optim.WarmupCosine(self.optimizer, min(config.warmup_steps,
                                                                 config.steps),
                                             config.steps, config.min_lr_ratio)

@@ -162,7 +162,7 @@ def test_resume_reassembles_a_missing_pipeline_and_names_a_missing_stage_file(
 
 
 def test_train_refuses_another_preset_in_the_same_folder(run_dir, capsys):
-    assert run("train", "--preset", "small", "--out", run_dir, "--resume") == 2
+    assert run("train", "--preset", "lab", "--out", run_dir, "--resume") == 2
     assert "preset 'tiny'" in error_line(capsys)
 
 
@@ -324,9 +324,9 @@ def test_set_changes_the_preset_of_a_new_run_and_is_recorded(tmp_path, capsys):
 
 def test_more_steps_needs_a_finished_transformer_stage(run_dir, tmp_path, capsys):
     assert run("train", "--stage", "all", "--out", run_dir, "--more-steps", 3) == 2
-    assert "--stage base or --stage superres" in error_line(capsys)
+    assert "--stage base, superres or ar-base" in error_line(capsys)
     assert run("train", "--stage", "all", "--out", run_dir, "--lr", 1e-3) == 2
-    assert "with --stage base or --stage superres" in error_line(capsys)
+    assert "with --stage base, superres or ar-base" in error_line(capsys)
     assert run("train", "--stage", "base", "--out", run_dir, "--more-steps", 3,
                "--steps", 3) == 2
     assert "drop --steps" in error_line(capsys)
@@ -701,3 +701,35 @@ def test_python_dash_m_tinymuse_runs_the_command():
     done = subprocess.run([sys.executable, "-m", "tinymuse", "--version"], capture_output=True,
                           text=True, check=True)
     assert done.stdout.startswith("tinymuse ")
+
+
+# A few steps of every stage: the lab preset's sizes, world and monitors fit each other.
+LAB_IN_SECONDS = ("captions=400", "text_steps=2", "vq_base_steps=2", "vq_base_batch=4",
+                  "vq_superres_steps=2", "vq_superres_batch=2", "images=16", "base_steps=2",
+                  "base_batch=4", "superres_steps=2", "superres_batch=2", "sample_every=2")
+
+
+def test_the_lab_preset_trains_every_stage_on_the_one_object_world(tmp_path):
+    out = tmp_path / "lab"
+    settings = [arg for setting in LAB_IN_SECONDS for arg in ("--set", setting)]
+    assert run("train", "--stage", "all", "--preset", "lab", "--out", out, *settings,
+               "--quiet") == 0
+    record = load_record(out)
+    assert list(record["stages"]) == list(STAGES)
+    assert (record["preset"]["name"], record["preset"]["world"]) == ("lab", "single")
+    assert (out / "base" / "samples" / "step_000002.png").is_file()
+    logged = [json.loads(line) for line in (out / "base" / "log.jsonl").read_text().splitlines()]
+    sampled = [entry for entry in logged if "oracle/shape" in entry]
+    assert sampled and not {"oracle/relation", "oracle/glyph"} & set(sampled[-1]), \
+        "one-object prompts only"
+    cache = ShapesDataset(32, seed=0, world="single")
+    from tinymuse.vq import load_image_tokens
+    captions = load_image_tokens(out / "tokens" / "base.safetensors").captions
+    assert list(captions) == [cache.caption(i) for i in range(16)]
+    assert run("generate", "a red circle", "--pipeline", out, "--out", out / "g.png") == 0
+
+
+def test_set_refuses_a_world_that_does_not_exist(tmp_path, capsys):
+    assert run("train", "--stage", "tokenizer", "--preset", "lab", "--out", tmp_path / "r",
+               "--set", "world=moon") == 2
+    assert "--set world: must be one of full, single, got 'moon'" in error_line(capsys)

@@ -47,11 +47,14 @@ def reference():
     return grade(CHECKOUT)
 
 
-def test_there_are_thirty_exercises_or_more_and_three_in_every_chapter():
+def test_there_are_thirty_exercises_or_more_and_three_in_every_chapter_that_poses_any():
+    # Chapters 1-10 each build a part of the system and pose exercises on it; a later chapter
+    # may be a guide with none (chapter 11 trains a cascade with the command).
     chapters = sorted(int(p.name[:2]) for p in (CHECKOUT / "tutorials").glob("[0-9][0-9]-*.md"))
     per_chapter = {chapter: [e for e in CATALOGUE if e.chapter == chapter] for chapter in chapters}
     assert len(CATALOGUE) >= 30
-    assert all(len(found) >= 3 for found in per_chapter.values()), \
+    assert all(per_chapter[chapter] for chapter in range(1, 11)), per_chapter.keys()
+    assert all(len(found) >= 3 for found in per_chapter.values() if found), \
         {chapter: len(found) for chapter, found in per_chapter.items()}
 
 

@@ -176,3 +176,45 @@ def test_specs_reject_bad_values_with_clear_errors():
         render_scene(Scene("white"), 0)
     with pytest.raises(ValueError, match="resolution"):
         ShapesDataset(resolution=4)
+
+
+def test_the_single_world_shows_one_object_scenes_that_the_oracle_reads():
+    from tinymuse.data import parse_caption, shapes_captions
+    from tinymuse.evaluate import score_prompts
+
+    dataset = ShapesDataset(resolution=32, seed=0, world="single", length=40)
+    examples = [dataset.example(i) for i in range(len(dataset))]
+    for index, example in enumerate(examples):
+        assert example.spec.kind == "objects" and example.spec.count == 1, example.caption
+        assert len(example.scene.objects) == 1 and example.scene.glyph is None
+        assert parse_caption(example.caption) == example.spec, example.caption
+        assert dataset.caption(index) == example.caption
+    scores = score_prompts([e.caption for e in examples], np.stack([e.image for e in examples]))
+    assert scores["all"] >= 0.95, scores
+    for caption in shapes_captions(50, seed=3, world="single"):
+        spec = parse_caption(caption)
+        assert spec.count == 1 and spec.relation is None and spec.glyph is None, caption
+    assert "world='single'" in repr(dataset) and "world" not in repr(ShapesDataset())
+
+
+def test_the_single_world_keeps_the_heldout_split():
+    train = ShapesDataset(resolution=16, seed=0, world="single")
+    heldout = ShapesDataset(resolution=16, seed=0, world="single", split="heldout")
+    for index in range(60):
+        spec = heldout.example(index).spec
+        assert (spec.objects[0].colour, spec.objects[0].shape) in HELDOUT_COMBINATIONS
+        assert spec.count == 1
+        example = train.example(index)
+        assert not uses_heldout(example.spec, example.caption)
+
+
+def test_the_full_world_is_the_default_and_unknown_worlds_are_refused():
+    for index in range(20):
+        default, full = ShapesDataset(32, seed=4), ShapesDataset(32, seed=4, world="full")
+        assert default.caption(index) == full.caption(index)
+    kinds = {ShapesDataset(32, seed=4).example(i).spec.kind for i in range(60)}
+    assert kinds == {"objects", "relation", "glyph"}
+    with pytest.raises(ValueError, match="world 'tiny'; choose one of: full, single"):
+        ShapesDataset(32, world="tiny")
+    with pytest.raises(ValueError, match="unknown shapes world"):
+        sample_spec(np.random.default_rng(0), world="none")

@@ -21,6 +21,9 @@ class CascadePreset:
     """Sizes and lengths of every stage of one cascade run."""
 
     name: str
+    # which scenes of the shapes world every stage sees (tinymuse.data.shapes.WORLDS); a
+    # folder of pictures (--data DIR) has no worlds and ignores it
+    world: str = "full"
     # SentencePiece and the text encoder
     captions: int = 20000              # shapes-world captions for the tokenizer and MLM
     vocab_size: int = 256
@@ -77,15 +80,23 @@ PRESETS = {
         superres=dict(d_model=16, num_layers=1, num_heads=2), superres_steps=3,
         superres_batch=4, ar_base_steps=3, ar_base_batch=4, sample_every=10 ** 9,
         checkpoint_every=2),
-    # A quick look: smaller models, shorter runs.
-    "small": CascadePreset(
-        name="small", captions=5000, text=dict(d_model=64, num_layers=2, num_heads=4),
-        text_steps=300, vq_base=dict(codebook_size=128), vq_base_steps=300,
-        vq_superres=dict(codebook_size=128), vq_superres_steps=300, images=3000,
-        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=800, base_batch=32,
-        superres=dict(d_model=96, num_layers=2, num_heads=4, low_num_layers=1),
-        superres_steps=600, superres_batch=16, ar_base_steps=800, ar_base_batch=32,
-        sample_every=400),
+    # The whole cascade in half an hour on two CPU cores (chapter 11): the one-object world
+    # (no counts, relations or letters to learn), short captions and few pieces, and pictures
+    # half the default size on both sides (16² base pictures as 8×8 tokens of 2×2 pixels,
+    # 32² out), so that both tokenizers see a quarter of the pixels. The base tokenizer
+    # trains longest for its size: its tokens are where the shapes survive or not, and the
+    # super-resolution stage copies them. Measurements: docs/RESULTS.md, "The lab preset".
+    "lab": CascadePreset(
+        name="lab", world="single", captions=5000, vocab_size=128,
+        text=dict(d_model=64, num_layers=2, num_heads=4, max_length=16), text_steps=500,
+        vq_base=dict(image_size=16, channel_mult=(1, 2), codebook_size=32), vq_base_steps=1500,
+        vq_superres=dict(image_size=32, codebook_size=32), vq_superres_steps=1200,
+        vq_superres_batch=32, images=6000,
+        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=2800, base_batch=32,
+        superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True,
+                      low_token_noise=0.1),
+        superres_steps=2000, superres_batch=32, ar_base_steps=2000, ar_base_batch=32,
+        sample_every=500),
     # The run of the bundled weights. Small codebooks on purpose: with many codes a flat
     # background patch is split over near-identical codes, and the transformers spend their
     # steps learning that noise instead of shapes. The base tokenizer trains longest: a short
@@ -155,6 +166,7 @@ def changed(preset: CascadePreset, assignments) -> CascadePreset:
         if not _same_kind(default, value) or isinstance(default, dict):
             raise ValueError(f"--set {key}: expected a value like {default!r}, got {text!r}")
         _check_range(key, value, lowest=0 if key in _MAY_BE_ZERO else 1)
+        _check_world(key, value)
         values[key] = float(value) if isinstance(default, float) else value
     return CascadePreset(**values)
 
@@ -172,6 +184,13 @@ def _check_range(key: str, value, lowest: float) -> None:
             or (key == "ema" and value >= 1):
         bound = {"lr": "above 0", "ema": "from 0 to below 1"}.get(key, f">= {lowest}")
         raise ValueError(f"--set {key}: must be a finite number {bound}, got {value!r}")
+
+
+def _check_world(key: str, value) -> None:
+    from ..data.shapes import WORLDS
+
+    if key == "world" and value not in WORLDS:
+        raise ValueError(f"--set world: must be one of {', '.join(WORLDS)}, got {value!r}")
 
 
 def _model_value(section: str, name: str, value, text: str):

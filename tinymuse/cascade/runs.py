@@ -181,7 +181,7 @@ def _check_schedule(stage: str, schedule: dict | None) -> dict:
     if stage not in TRANSFORMER_STAGES:
         raise CascadeError(f"a training schedule (--steps, --batch-size, --lr, "
                            f"--warmup-steps, --ema) is for one transformer stage: use it "
-                           f"with --stage base or --stage superres, not {stage!r} (other "
+                           f"with --stage base, superres or ar-base, not {stage!r} (other "
                            f"stages take theirs from the preset)")
     unknown = set(schedule) - set(SCHEDULE_KEYS)
     if unknown:
@@ -314,7 +314,7 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
     """
     if stage not in TRANSFORMER_STAGES:
         raise CascadeError(f"only a transformer stage can be trained for more steps "
-                           f"(--stage base or --stage superres), not {stage!r}")
+                           f"(--stage base, superres or ar-base), not {stage!r}")
     _check_count(steps, "extra steps")
     out = Path(out_dir)
     record = load_record(out)
@@ -343,7 +343,7 @@ def train_more(out_dir, stage: str, steps: int, lr: float | None = None,
                         batch_size=config.batch_size)
     log(f"[{stage}] steps {result.start_step}-{result.step} of {steps} more in "
         f"{result.total_seconds / 60:.1f} min; weights in {weights}")
-    if "pipeline" in record["stages"]:
+    if "pipeline" in record["stages"] and stage in ("base", "superres"):
         log("[pipeline] assembling again with the new weights")
         assemble(out, preset, record["data"], device, progress)
     return record
@@ -376,7 +376,8 @@ def more_images(out_dir, images: int, device: str = "cpu", progress: bool = True
                            f"holds every picture; --images is for the shapes world")
     log(f"[tokens] encoding {images:,} scenes with the base and super-resolution tokenizers")
     started = time.perf_counter()
-    encode_caches(stage_paths(out), "shapes", images, device, progress)
+    world = record["preset"].get("world", "full")  # records from before worlds: the full one
+    encode_caches(stage_paths(out), "shapes", images, device, progress, world=world)
     seconds = time.perf_counter() - started
     record = _add_round(out, "tokens", seconds, images=images)
     log(f"[tokens] {images:,} scenes cached in {seconds / 60:.1f} min; train on them with "

@@ -123,15 +123,19 @@ def _need(paths: dict, *names: str) -> None:
 # --------------------------------------------------------------------------- #
 
 
-def _dataset(data: str, resolution: int, length: int | None = None, seed: int = 0):
+def _dataset(data: str, resolution: int, length: int | None = None, seed: int = 0,
+             world: str = "full"):
+    """The training examples: the shapes world's ``world`` (train split, stream ``seed``),
+    or the folder ``data`` (which has no worlds)."""
     if data == "shapes":
-        return ShapesDataset(resolution=resolution, seed=seed, split="train", length=length)
+        return ShapesDataset(resolution=resolution, seed=seed, split="train", length=length,
+                             world=world)
     return ImageCaptionFolder(data, resolution=resolution)
 
 
 def _captions(data: str, preset: CascadePreset) -> list[str]:
     if data == "shapes":
-        return shapes_captions(preset.captions, seed=0)
+        return shapes_captions(preset.captions, seed=0, world=preset.world)
     folder = _dataset(data, 8)
     return [folder.caption(i) for i in range(len(folder))]
 
@@ -174,7 +178,7 @@ def _train_vq(stage: str):
     def run(out, preset, data, device, progress):
         config = dataclasses.replace(stage_config(stage), **getattr(preset, f"vq_{stage}"))
         train = _vq_training(preset, stage, vq_training.TRAINING).replace(progress=progress)
-        dataset = None if data == "shapes" else _dataset(data, config.image_size)
+        dataset = _dataset(data, config.image_size, world=preset.world)
         folder = Path(out) / f"vq-{stage}"
         vq_training.train_tokenizer(config, train, dataset=dataset, out_dir=folder,
                                     device=device)
@@ -188,15 +192,17 @@ def _pre_encode(out, preset, data, device, progress):
     for stage in ("base", "superres"):
         paths[f"validation-{stage}"].unlink(missing_ok=True)  # encoded by an earlier tokenizer
     count = preset.images if data == "shapes" else len(_dataset(data, 8))
-    encode_caches(paths, data, count, device, progress)
+    encode_caches(paths, data, count, device, progress, world=preset.world)
 
 
-def encode_caches(paths: dict, data: str, count: int, device, progress) -> None:
-    """Write both token caches: the first ``count`` examples of ``data``, each encoded by
-    its stage's VQ tokenizer."""
+def encode_caches(paths: dict, data: str, count: int, device, progress,
+                  world: str = "full") -> None:
+    """Write both token caches: the first ``count`` examples of ``data`` (of the shapes
+    ``world``), each encoded by its stage's VQ tokenizer."""
     for stage in ("base", "superres"):
         vq = VQTokenizer.load(paths[f"vq-{stage}"], device=device)
-        pre_encode(vq, _dataset(data, vq.config.image_size, count if data == "shapes" else None),
+        length = count if data == "shapes" else None
+        pre_encode(vq, _dataset(data, vq.config.image_size, length, world=world),
                    paths[f"tokens-{stage}"], count=count, progress=progress)
 
 
@@ -211,7 +217,8 @@ def _finetune_decoders(out, preset, data, device, progress):
         train = vq_training.FINETUNING.replace(
             steps=preset.decoder_steps, batch_size=getattr(preset, f"vq_{stage}_batch"),
             checkpoint_every=preset.checkpoint_every, sample_every=every, progress=progress)
-        dataset = None if data == "shapes" else _dataset(data, vq.config.image_size)
+        # seed 2: scenes the tokenizer's own training (seed 0) did not draw
+        dataset = _dataset(data, vq.config.image_size, seed=2, world=preset.world)
         vq_training.finetune_decoder(vq, train, dataset, paths[f"decoder-{stage}"].parent)
     return _trained_seconds(paths["decoder-base"].parent, paths["decoder-superres"].parent)
 
@@ -233,10 +240,11 @@ def transformer_training_config(preset: CascadePreset, stage: str, progress: boo
         progress=progress)
 
 
-def _validation_tokens(out, data, device, which: str):
+def _validation_tokens(out, data, device, which: str, world: str = "full"):
     """The run's validation cache for the ``which`` (``"base"`` or ``"superres"``) tokenizer:
     the first :data:`VALIDATION_SCENES` scenes of shapes-world seed 1 (the training cache is
-    seed 0's), encoded on first use and kept in ``tokens/validation-<which>.safetensors``.
+    seed 0's) of the run's ``world``, encoded on first use and kept in
+    ``tokens/validation-<which>.safetensors``.
     ``None`` for a folder of pictures, which has no fresh examples to draw."""
     if data != "shapes":
         return None
@@ -244,8 +252,8 @@ def _validation_tokens(out, data, device, which: str):
     path = paths[f"validation-{which}"]
     if not path.exists():
         vq = VQTokenizer.load(paths[f"vq-{which}"], device=device)
-        pre_encode(vq, _dataset(data, vq.config.image_size, VALIDATION_SCENES, seed=1), path,
-                   progress=False)
+        pre_encode(vq, _dataset(data, vq.config.image_size, VALIDATION_SCENES, seed=1,
+                                world=world), path, progress=False)
     return load_image_tokens(path)
 
 
@@ -269,13 +277,13 @@ def transformer_setup(out, preset, data, device, stage: str, weights=None):
     vq = VQTokenizer.load(paths["vq-base" if stage == "ar-base" else f"vq-{stage}"],
                           device=device)
     cache = load_image_tokens(paths["tokens-base"])
-    validation = _validation_tokens(out, data, device, "base")
+    validation = _validation_tokens(out, data, device, "base", preset.world)
     if stage == "superres":
         cache = transformer_training.pair_caches(cache, load_image_tokens(
             paths["tokens-superres"]))
         if validation is not None:
             validation = transformer_training.pair_caches(
-                validation, _validation_tokens(out, data, device, "superres"))
+                validation, _validation_tokens(out, data, device, "superres", preset.world))
     if weights is not None:
         model = kind.load(weights, tokenizer=tokenizer, device=device)
     else:
@@ -289,7 +297,8 @@ def transformer_setup(out, preset, data, device, stage: str, weights=None):
     monitor = None
     if data == "shapes" and preset.sample_every <= getattr(preset, f"{prefix}_steps"):
         monitor = (superres_monitor(cache, vq) if stage == "superres" else
-                   SampleMonitor(monitor_prompts(), base_sampler(vq, raster=stage == "ar-base")))
+                   SampleMonitor(monitor_prompts(world=preset.world),
+                                 base_sampler(vq, raster=stage == "ar-base")))
     return model, cache, monitor, validation
 
 

@@ -19,8 +19,8 @@ from .images import (MAX_PICTURE_PIXELS, PictureError, encode_png, parameters_su
                      read_picture, read_png_parameters, to_model_images, to_uint8_images)
 from .loader import Batch, DataLoader
 from .render import render_scene
-from .shapes import (ShapesDataset, ShapesExample, sample_spec, sample_text, shapes_captions,
-                     uses_heldout)
+from .shapes import (WORLDS, ShapesDataset, ShapesExample, sample_spec, sample_text,
+                     shapes_captions, uses_heldout)
 from .spec import GlyphSpec, ObjectSpec, PlacedGlyph, PlacedObject, Scene, SceneSpec, sample_scene
 from .token_cache import TokenCache, encode_dataset_captions, load_token_cache, save_token_cache
 
@@ -64,6 +64,7 @@ __all__ = [
     "to_model_images",
     "to_uint8_images",
     "uses_heldout",
+    "WORLDS",
     "write_caption",
     "written_form",
 ]

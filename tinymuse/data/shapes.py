@@ -14,6 +14,11 @@ steps, each in its own module:
 Splits: ``"train"`` never shows a held-out colour-shape pair nor a held-out relation phrasing
 (both listed in :mod:`tinymuse.data.vocabulary`); ``"heldout"`` (alias ``"test"``) shows only
 examples that use at least one of them; ``"all"`` shows everything.
+
+Worlds: ``world="full"`` (the default) draws every kind of scene in :data:`SCENE_KINDS`;
+``world="single"`` draws only scenes of one object (its colour and shape, perhaps its size and
+the background), the first thing a cascade learns, small enough to learn in minutes (the
+``lab`` preset). The splits and the held-out pairs are the same in both.
 """
 
 from dataclasses import dataclass
@@ -39,6 +44,7 @@ SPLITS = {"train": 0, "heldout": 1, "all": 2}  # the number seeds the split's ow
 SPLIT_ALIASES = {"test": "heldout"}
 
 SCENE_KINDS = {"objects": 0.45, "relation": 0.35, "glyph": 0.2}
+WORLDS = ("full", "single")
 P_BACKGROUND = 0.5  # how often a caption states the background
 P_SIZE = 0.5  # how often a caption states an object's size
 
@@ -53,15 +59,17 @@ def _split_name(split):
     return name
 
 
-def sample_spec(rng, split="train"):
-    """A random :class:`SceneSpec`. For ``split="train"`` no object has a held-out colour-shape
-    pair; otherwise any pair may appear."""
+def _world_name(world):
+    if world not in WORLDS:
+        raise ValueError(f"unknown shapes world {world!r}; choose one of: {', '.join(WORLDS)}")
+    return world
+
+
+def sample_spec(rng, split="train", world="full"):
+    """A random :class:`SceneSpec` of ``world`` (module docstring). For ``split="train"`` no
+    object has a held-out colour-shape pair; otherwise any pair may appear."""
     pairs = TRAIN_COMBINATIONS if _split_name(split) == "train" else ALL_COMBINATIONS
     background = _choose(rng, BACKGROUNDS) if rng.random() < P_BACKGROUND else None
-    kind = rng.choice(list(SCENE_KINDS), p=list(SCENE_KINDS.values()))
-    if kind == "glyph":
-        glyph = GlyphSpec(_choose(rng, GLYPHS), _choose(rng, COLOURS))
-        return SceneSpec(glyph=glyph, background=background)
 
     def random_object(exclude=None):
         options = [pair for pair in pairs if pair != exclude]
@@ -69,6 +77,12 @@ def sample_spec(rng, split="train"):
         size = _choose(rng, SIZES) if rng.random() < P_SIZE else None
         return ObjectSpec(shape, colour, size)
 
+    if _world_name(world) == "single":
+        return SceneSpec((random_object(),), background=background)
+    kind = rng.choice(list(SCENE_KINDS), p=list(SCENE_KINDS.values()))
+    if kind == "glyph":
+        glyph = GlyphSpec(_choose(rng, GLYPHS), _choose(rng, COLOURS))
+        return SceneSpec(glyph=glyph, background=background)
     if kind == "relation":  # two objects that differ, so the oracle can tell which is which
         first = random_object()
         second = random_object(exclude=(first.colour, first.shape))
@@ -85,21 +99,21 @@ def uses_heldout(spec, caption):
     return spec.relation is not None and any(p in caption for p in HELDOUT_RELATION_PHRASES)
 
 
-def sample_text(rng, split="train"):
-    """A random ``(spec, caption)`` pair from ``split``."""
+def sample_text(rng, split="train", world="full"):
+    """A random ``(spec, caption)`` pair from ``split`` of ``world``."""
     split = _split_name(split)
     while True:
-        spec = sample_spec(rng, split)
+        spec = sample_spec(rng, split, world)
         caption = write_caption(spec, rng, split="train" if split == "train" else "all")
         if split != "heldout" or uses_heldout(spec, caption):
             return spec, caption
 
 
-def shapes_captions(count, seed=0, split="train"):
-    """``count`` captions of the shapes world's ``split``, text only (nothing is drawn): the
-    corpus the tokenizer and the text encoder learn from."""
+def shapes_captions(count, seed=0, split="train", world="full"):
+    """``count`` captions of the shapes world's ``split`` (of ``world``), text only (nothing
+    is drawn): the corpus the tokenizer and the text encoder learn from."""
     rng = np.random.default_rng([seed, 2024])
-    return [sample_text(rng, split)[1] for _ in range(count)]
+    return [sample_text(rng, split, world)[1] for _ in range(count)]
 
 
 def _choose(rng, options):
@@ -123,10 +137,11 @@ class ShapesDataset:
 
     ``dataset[i]`` is ``(image, caption)``: a uint8 RGB array ``[resolution, resolution, 3]``
     and a str. ``dataset.example(i)`` also returns the spec and the scene. The dataset is
-    infinite unless given a ``length``; a data loader needs a length.
+    infinite unless given a ``length``; a data loader needs a length. ``world="single"``
+    draws only one-object scenes (module docstring).
     """
 
-    def __init__(self, resolution=64, seed=0, split="train", length=None):
+    def __init__(self, resolution=64, seed=0, split="train", length=None, world="full"):
         if int(resolution) != resolution or resolution < 8:
             raise ValueError(f"resolution must be an integer of at least 8, got {resolution!r}")
         self.resolution = int(resolution)
@@ -135,6 +150,7 @@ class ShapesDataset:
         if length is not None and length < 0:
             raise ValueError(f"length must be None (infinite) or >= 0, got {length}")
         self.length = length
+        self.world = _world_name(world)
 
     def __len__(self):
         if self.length is None:
@@ -154,13 +170,13 @@ class ShapesDataset:
     def example(self, index):
         index = self._check_index(index)
         rng = self.rng(index)
-        spec, caption = sample_text(rng, self.split)
+        spec, caption = sample_text(rng, self.split, self.world)
         scene = sample_scene(spec, rng)
         return ShapesExample(render_scene(scene, self.resolution), caption, spec, scene)
 
     def caption(self, index):
         """The caption of example ``index``, without drawing its image."""
-        return sample_text(self.rng(self._check_index(index)), self.split)[1]
+        return sample_text(self.rng(self._check_index(index)), self.split, self.world)[1]
 
     def _check_index(self, index):
         if not isinstance(index, (int, np.integer)):
@@ -178,5 +194,6 @@ class ShapesDataset:
     def __repr__(self):
         return (
             f"ShapesDataset(resolution={self.resolution}, seed={self.seed}, "
-            f"split={self.split!r}, length={self.length})"
+            f"split={self.split!r}, length={self.length}"
+            + ("" if self.world == "full" else f", world={self.world!r}") + ")"
         )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..data.shapes import ShapesDataset, sample_text
 
-__all__ = ["PROMPT_KINDS", "evaluation_prompts", "monitor_prompts"]
+__all__ = ["PROMPT_KINDS", "WORLD_KINDS", "evaluation_prompts", "monitor_prompts"]
 
 PROMPT_KINDS = ("single", "count", "relation", "glyph")
 
@@ -38,8 +38,16 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
     return prompts
 
 
-def monitor_prompts(per_kind: int = 2) -> list[str]:
-    """The fixed prompts a training run's sample grids show: ``per_kind`` of each kind, from a
-    stream (seed 3) of its own, so the grids are not the prompts the scores are measured on."""
+# The kinds of prompt each shapes world (:data:`tinymuse.data.shapes.WORLDS`) can draw.
+WORLD_KINDS = {"full": PROMPT_KINDS, "single": ("single",)}
+
+
+def monitor_prompts(per_kind: int = 2, world: str = "full") -> list[str]:
+    """The fixed prompts a training run's sample grids show: ``per_kind`` of each kind
+    ``world`` has, from a stream (seed 3) of its own, so the grids are not the prompts the
+    scores are measured on. The one-kind ``"single"`` world shows four times as many of it,
+    so that its grid is as big as the full world's."""
+    kinds = WORLD_KINDS[world]
+    per_kind *= len(PROMPT_KINDS) // len(kinds)
     fixed = evaluation_prompts(per_kind, "train", seed=3)
-    return [prompt for kind in PROMPT_KINDS for prompt in fixed[kind]]
+    return [prompt for kind in kinds for prompt in fixed[kind]]

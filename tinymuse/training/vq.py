@@ -103,7 +103,8 @@ def train_tokenizer(config: VQConfig, train: TrainConfig | None = None, dataset=
     out_dir = Path(out_dir)
     dataset = shapes_training_set(config) if dataset is None else dataset
     if sample_images is None:
-        source = (ShapesDataset(resolution=config.image_size, seed=1, split="all")
+        source = (ShapesDataset(resolution=config.image_size, seed=1, split="all",
+                                world=dataset.world)
                   if isinstance(dataset, ShapesDataset) else dataset)
         sample_images = load_examples(source, range(min(16, _size(source) or 16)))[0]
     backend.manual_seed(train.seed)  # the initial weights

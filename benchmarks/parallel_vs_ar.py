@@ -12,7 +12,8 @@ blocks, widths and 8×8 tokens, drawn one token per call in raster order).
    checks it. Each score comes with its 95% Wilson interval, and the difference with the
    standard error of a paired difference (the same prompts on both sides).
 2. Speed: wall time per image (the median of ``--repeats``) and model calls, one image at a
-   time and in a batch, for 8×8 grids (the bundled models) and 16×16 grids. At 16×16 both
+   time and in a batch (and, once, the baseline without its key/value cache, one image), for
+   8×8 grids (the bundled models) and 16×16 grids. At 16×16 both
    models have the super-resolution stage's width, depth and codebook (without its
    low-resolution reader, which the baseline does not have) and *untrained* weights: a
    decoding step's time does not depend on the weights' values, so these rows time the
@@ -52,6 +53,7 @@ from tinymuse.pipeline import Pipeline
 from tinymuse.pipeline_files import load_baseline
 from tinymuse.raster import sample_raster
 from tinymuse.sampling import AUTOREGRESSIVE, BASE, SUPERRES
+from tinymuse.tensor import no_grad
 
 CURVE_STEPS = (1, 2, 4, 8, 12, 16, 24, 32, 64)
 
@@ -69,9 +71,10 @@ def draw_parallel(model, prompts, settings, seed=0, batch=64):
                            for i in range(0, len(prompts), batch)])
 
 
-def draw_raster(model, prompts, settings, seed=0, batch=64):
+def draw_raster(model, prompts, settings, seed=0, batch=64, use_cache=True):
     return np.concatenate([sample_raster(model, prompts[i:i + batch], settings,
-                                         generator=backend.Generator([seed, i])).tokens
+                                         generator=backend.Generator([seed, i]),
+                                         use_cache=use_cache).tokens
                            for i in range(0, len(prompts), batch)])
 
 
@@ -144,6 +147,9 @@ def speed(pipeline, baseline, repeats: int, batch: int) -> dict:
             single[grid, name] = one
             print(f"   {grid:6} {name:16} {calls:6d} {one * 1e3:8.1f} ms {many * 1e3:9.1f} ms"
                   f"{note}")
+        uncached = timed(lambda: draw_raster(raster, prompts[:1], settings, use_cache=False), 1)
+        print(f"   {grid:6} {'AR, no cache':16} {tokens:6d} {uncached * 1e3:8.1f} ms "
+              f"{'—':>12}{note}")
     return single
 
 
@@ -237,8 +243,9 @@ def main() -> None:
     parallel, raster, _, raster_seconds = quality(pipeline, baseline, prompts)
     single = speed(pipeline, baseline, repeats, args.batch)
     curve(pipeline, prompts, raster, raster_seconds, args.plot)
-    ids, _ = pipeline.base.tokenize(["a red circle to the left of a blue square"])
-    arithmetic(pipeline, baseline, text_length=ids.shape[1])
+    with no_grad():  # the text positions cross-attention reads: [CLS] and the pieces
+        context = pipeline.base.encode_prompts(["a red circle to the left of a blue square"])
+    arithmetic(pipeline, baseline, text_length=context.embeddings.shape[1])
     s8 = single["8x8", "autoregressive"] / single["8x8", "parallel"]
     s16 = single["16x16", "autoregressive"] / single["16x16", "parallel"]
     print(f"parallel/autoregressive: speedup {s8:.1f} at 8x8, {s16:.1f} at 16x16; oracle all "

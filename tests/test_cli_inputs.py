@@ -20,23 +20,12 @@ from tinymuse.cli import outputs
 from tinymuse.cli.train import try_it
 from tinymuse.data import ShapesDataset
 
+from cli_helpers import error_line, png, run
+
 FAST = ("--steps", "2", "--sr-steps", "2")
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(*argv):
-    return cli.main([str(a) for a in argv])
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("tinymuse: error: "), err
-    return err[0]
-
-
-def png(path) -> np.ndarray:
-    with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"))
 
 
 @pytest.fixture(scope="module")

@@ -10,28 +10,17 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tinymuse import Pipeline, cli
+from tinymuse import Pipeline
 from tinymuse.data.images import read_png_parameters, to_uint8_images
 from tinymuse.step_pictures import MASKED_GRAY, decoding_frames, step_picture
+
+from cli_helpers import error_line, png, run
 
 PROMPTS = ["a red circle", "two blue squares"]
 BASE_STEPS, SR_STEPS = 3, 2
 FAST = ("--steps", BASE_STEPS, "--sr-steps", SR_STEPS)
 
 
-def run(*argv):
-    return cli.main([str(a) for a in argv])
-
-
-def error_line(capsys) -> str:
-    err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("tinymuse: error: "), err
-    return err[0]
-
-
-def png(path) -> np.ndarray:
-    with Image.open(path) as picture:
-        return np.asarray(picture.convert("RGB"))
 
 
 def blocks(mask, size: int) -> np.ndarray:

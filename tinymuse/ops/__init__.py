@@ -9,11 +9,12 @@ backward, plus the public function that checks its arguments and applies it:
   where, comparisons and logic
 - ``reduction``: sum, mean, max, min, var, argmax over axes
 - ``shape``: reshape, transpose, indexing, concatenate, stack, split, pad
-- ``linalg``: batched matmul, the fused linear layer
+- ``linalg``: batched matmul, the fused linear layer (and linear + ReLU)
 - ``nn``: softmax, embedding, dropout, conv2d, pooling, upsampling
 - ``norm``: layer norm (fused), group norm
 - ``losses``: cross-entropy (fused with log-softmax), MSE, L1
-- ``attention``: scaled dot-product attention (fused)
+- ``attention``: scaled dot-product attention (fused), and multi-head self-attention
+  on a packed q/k/v projection
 - ``reference``: the fused operations composed from primitives (for tests and
   teaching; not part of :mod:`tinymuse.functional`)
 

@@ -97,14 +97,8 @@ class AutoregressiveTransformer(BaseTransformer):
         """Logits (B, N, K) for whole grids ``tokens`` (B, N) or (B, h, w): row ``i`` is the
         distribution of token ``i`` given tokens ``0 … i−1`` and the text, so it does not
         depend on token ``i`` or any later one."""
-        tokens = tokens.data if isinstance(tokens, Tensor) else tokens
-        tokens = backend.to_device(tokens, self.device)
+        tokens = self.token_rows(tokens, context)
         batch = tokens.shape[0]
-        tokens = tokens.reshape(batch, -1)
-        if tokens.shape[1] != self.config.num_tokens:
-            raise ValueError(f"expected {self.config.num_tokens} image tokens per example "
-                             f"({self.config.grid_size}×{self.config.grid_size}), got "
-                             f"{tokens.shape[1]}")
         xp = backend.xp_for(self.device)
         start = xp.full((batch, 1), self.config.start_id, dtype=np.int64)
         inputs = xp.concatenate([start, tokens[:, :-1].astype(np.int64)], axis=1)

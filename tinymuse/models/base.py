@@ -274,6 +274,17 @@ class BaseTransformer(nn.Module):
     def logits(self, tokens, context: TextContext) -> Tensor:
         """Logits (B, N, K) over the codebook for image tokens (B, N) (or (B, h, w)) holding
         ``mask_id`` at masked positions, given the text ``context``."""
+        tokens = self.token_rows(tokens, context)
+        x = self.embed_inputs(tokens, context)
+        for block in self.blocks:
+            x = block(x, context.embeddings, context_mask=context.mask)
+        return self.head(self.norm(x))
+
+    forward = logits
+
+    def token_rows(self, tokens, context: TextContext):
+        """Grids (B, N) or (B, h, w), an array or a Tensor, as (B, N) on the model's device,
+        checked against the grid size and the number of text contexts."""
         tokens = tokens.data if isinstance(tokens, Tensor) else tokens
         tokens = backend.to_device(tokens, self.device)
         batch = tokens.shape[0]
@@ -284,12 +295,7 @@ class BaseTransformer(nn.Module):
                              f"{tokens.shape[1]}")
         if context.embeddings.shape[0] != batch:
             raise ValueError(f"{batch} token grids but {context.embeddings.shape[0]} text contexts")
-        x = self.embed_inputs(tokens, context)
-        for block in self.blocks:
-            x = block(x, context.embeddings, context_mask=context.mask)
-        return self.head(self.norm(x))
-
-    forward = logits
+        return tokens
 
     def embed_inputs(self, tokens, context: TextContext) -> Tensor:
         """The first layer's input (B, N, d): token embedding + learned position."""

@@ -168,7 +168,8 @@ def draw_figures(folder: Path) -> list[Path]:
     for chapter in chapters(folder):
         with tempfile.TemporaryDirectory() as scratch:
             run_chapter(chapter, Path(scratch))
-            for figure in sorted((Path(scratch) / FIGURES).glob("*.png")):
+            figures = Path(scratch) / FIGURES  # pictures, and animations (chapter 7)
+            for figure in sorted([*figures.glob("*.png"), *figures.glob("*.gif")]):
                 drawn.append(Path(shutil.copy(figure, folder / FIGURES / figure.name)))
         print(f"ran {chapter.name}")
     print(f"drew {len(drawn)} figures into {folder / FIGURES}")

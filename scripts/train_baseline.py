@@ -15,6 +15,8 @@ draws the same 8×8 base tokens as the base stage it is compared with in chapter
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
 from pathlib import Path
 
 from tinymuse import files
@@ -27,9 +29,6 @@ from tinymuse.pipeline_files import BUNDLED_BASELINE, save_baseline
 
 def start_run(out: Path, pipeline: Pipeline) -> None:
     """A default-preset run folder whose first stages are the bundled pipeline's parts."""
-    import dataclasses
-    import json
-
     paths = stage_paths(out)
     pipeline.tokenizer.save(paths["tokenizer"])
     pipeline.text_encoder.save(paths["text"])

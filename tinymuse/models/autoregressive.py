@@ -26,53 +26,28 @@ step. Sampling is :func:`tinymuse.raster.sample_raster`.
 """
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
 from .. import backend, nn
 from .. import functional as F
 from ..tensor import Tensor, no_grad
-from ..text.encoder import TextEncoderConfig
-from .base import BaseTransformer, MaskedStep, TextContext, config_from_dict
+from .base import BaseTransformer, MaskedStep, TextContext, TokenModelConfig
 
 __all__ = ["AutoregressiveConfig", "AutoregressiveTransformer", "causal_mask"]
 
 
 @dataclass
-class AutoregressiveConfig:
-    """Sizes and training choices of an :class:`AutoregressiveTransformer`: the base
-    transformer's fields (:class:`~tinymuse.models.BaseTransformerConfig`) less the mask
-    schedule, which a model that never masks does not have."""
-
-    codebook_size: int = 256
-    grid_size: int = 8
-    d_model: int = 256
-    num_layers: int = 4
-    num_heads: int = 8
-    mlp_ratio: float = 4.0
-    dropout: float = 0.0
-    text: TextEncoderConfig = field(default_factory=TextEncoderConfig)
-    train_text_encoder: bool = False
-    label_smoothing: float = 0.1
-    caption_dropout: float = 0.1
-
-    @property
-    def num_tokens(self) -> int:
-        return self.grid_size * self.grid_size
+class AutoregressiveConfig(TokenModelConfig):
+    """Sizes and training choices of an :class:`AutoregressiveTransformer`: the fields every
+    token model shares (:class:`~tinymuse.models.base.TokenModelConfig`); no mask schedule,
+    since a model that never masks has none."""
 
     @property
     def start_id(self) -> int:
         """The id fed before the first token: one past the codebook."""
         return self.codebook_size
-
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> "AutoregressiveConfig":
-        return config_from_dict(cls, values)
 
 
 def causal_mask(length: int, device: str = "cpu"):

@@ -43,15 +43,17 @@ from ..text.encoder import TextEncoder, TextEncoderConfig
 from ..text.tokenizer import Tokenizer
 
 __all__ = ["BaseTransformerConfig", "BaseTransformer", "TextContext", "MaskedStep",
-           "masked_token_loss", "load_tokenizer_beside", "config_from_dict"]
+           "masked_token_loss", "load_tokenizer_beside", "TokenModelConfig"]
 
 
 @dataclass
-class BaseTransformerConfig:
-    """Sizes and training choices of a :class:`BaseTransformer`.
+class TokenModelConfig:
+    """Sizes and training choices every token transformer of this package shares: the base
+    and super-resolution transformers and the autoregressive baseline.
 
-    ``codebook_size`` and ``grid_size`` come from the VQ tokenizer (``[MASK] = codebook_size``);
-    ``text`` must describe the (pretrained) text encoder that will be plugged in.
+    ``codebook_size`` and ``grid_size`` come from the VQ tokenizer (the extra embedding row
+    is ``codebook_size``); ``text`` must describe the (pretrained) text encoder that will be
+    plugged in.
     """
 
     codebook_size: int = 256
@@ -65,36 +67,40 @@ class BaseTransformerConfig:
     train_text_encoder: bool = False  # True: fine-tune the text encoder jointly (a comparison)
     label_smoothing: float = 0.1
     caption_dropout: float = 0.1
-    mask_schedule: str = "cosine"
 
     @property
     def num_tokens(self) -> int:
         return self.grid_size * self.grid_size
 
-    @property
-    def mask_id(self) -> int:
-        return self.codebook_size
-
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "BaseTransformerConfig":
-        return config_from_dict(cls, values)
+    def from_dict(cls, values: dict):
+        """The config from its ``to_dict()`` (a checkpoint's JSON), refusing unknown fields
+        and rebuilding the nested text encoder config."""
+        values = dict(values)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(values) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; "
+                             f"known: {sorted(names)}")
+        if isinstance(values.get("text"), dict):
+            values["text"] = TextEncoderConfig.from_dict(values["text"])
+        return cls(**values)
 
 
-def config_from_dict(cls, values: dict):
-    """A token model's config dataclass ``cls`` from its ``to_dict()`` (a checkpoint's JSON),
-    refusing unknown fields and rebuilding the nested text encoder config."""
-    values = dict(values)
-    names = {f.name for f in dataclasses.fields(cls)}
-    unknown = set(values) - names
-    if unknown:
-        raise ValueError(f"unknown {cls.__name__} fields {sorted(unknown)}; "
-                         f"known: {sorted(names)}")
-    if isinstance(values.get("text"), dict):
-        values["text"] = TextEncoderConfig.from_dict(values["text"])
-    return cls(**values)
+@dataclass
+class BaseTransformerConfig(TokenModelConfig):
+    """Sizes and training choices of a :class:`BaseTransformer`: the shared ones
+    (:class:`TokenModelConfig`) and the schedule of its training masks; ``[MASK] =
+    codebook_size``."""
+
+    mask_schedule: str = "cosine"
+
+    @property
+    def mask_id(self) -> int:
+        return self.codebook_size
 
 
 class TextContext(NamedTuple):

@@ -166,6 +166,22 @@ def test_train_refuses_another_preset_in_the_same_folder(run_dir, capsys):
     assert "preset 'tiny'" in error_line(capsys)
 
 
+def test_a_run_folder_remembers_its_preset(run_dir, tmp_path, capsys):
+    """Without --preset, a later stage in a run folder trains with the run's own preset (a
+    new folder gets 'default')."""
+    out = tmp_path / "run"
+    shutil.copytree(run_dir, out)
+    record = load_record(out)
+    del record["stages"]["pipeline"]
+    (out / "cascade.json").write_text(json.dumps(record))
+    assert run("train", "--stage", "pipeline", "--out", out, "--resume", "--quiet") == 0
+    assert load_record(out)["preset"]["name"] == "tiny"
+    record["preset"]["name"] = "retired"
+    (out / "cascade.json").write_text(json.dumps(record))
+    assert run("train", "--stage", "pipeline", "--out", out, "--resume", "--quiet") == 2
+    assert "preset 'retired'" in error_line(capsys)
+
+
 def test_a_stage_without_its_inputs_names_the_stage_to_run(tmp_path, capsys):
     assert run("train", "--stage", "base", "--preset", "tiny", "--out", tmp_path / "r") == 2
     assert "--stage tokenizer" in error_line(capsys)

@@ -291,7 +291,9 @@ def _add_train_command(commands, run) -> None:
     train.add_argument("--data", default="shapes",
                        help="'shapes' (the built-in shapes world) or a folder of image-caption "
                             "pairs")
-    train.add_argument("--preset", default="default", choices=tuple(PRESETS))
+    train.add_argument("--preset", choices=tuple(PRESETS),
+                       help="the sizes of every stage (default: the run folder's own preset, or "
+                            "'default' for a new run)")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                        help="change a field of the preset for this run (repeatable), e.g. "
                             "base_steps=600 or base.d_model=64; fields: "

@@ -35,7 +35,12 @@ def cmd_train(args) -> int:
                             warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
                             progress=progress, batch_size=args.batch_size)
     else:
-        preset = changed(PRESETS[args.preset], args.set) if args.set else args.preset
+        name = args.preset or _recorded_preset(args.out) or "default"
+        if name not in PRESETS:
+            raise CommandError(f"{args.out} was trained with preset {name!r}, which this "
+                               f"version has no longer; train a new run with --preset "
+                               f"{' or '.join(PRESETS)}")
+        preset = changed(PRESETS[name], args.set) if args.set else name
         record = train_cascade(args.out, stage=args.stage, preset=preset, data=args.data,
                                resume=args.resume, device=args.device, progress=progress,
                                schedule=schedule)
@@ -45,6 +50,15 @@ def cmd_train(args) -> int:
     if "pipeline" in record["stages"]:
         print(f"try it: {try_it(args.out, record.get('data', 'shapes'))}")
     return 0
+
+
+def _recorded_preset(out) -> str | None:
+    """The preset a run folder was started with, so that a later ``--stage`` in it needs no
+    ``--preset`` again (None for a new folder)."""
+    from ..cascade import load_record
+
+    record = load_record(out) if Path(out).is_dir() else None
+    return record["preset"]["name"] if record else None
 
 
 def try_it(out, data: str) -> str:

@@ -24,6 +24,29 @@ def pixels(path: Path) -> np.ndarray:
         return np.asarray(image.convert("RGBA"))
 
 
+def same_up_to_rounding(drawn: np.ndarray, committed: np.ndarray) -> bool:
+    """The same picture, but for a decoded pixel that sits on a rounding boundary: float32
+    sums come out in another order on another CPU's BLAS kernels, and such a pixel moves by
+    one level. Anything a code change does moves more pixels, or further."""
+    if drawn.shape != committed.shape:
+        return False
+    difference = np.abs(drawn.astype(np.int16) - committed.astype(np.int16))
+    return int(difference.max()) <= 1 and np.count_nonzero(difference) <= difference.size // 1000
+
+
+def test_rounding_tolerance_is_one_level_on_a_few_pixels():
+    picture = np.zeros((100, 100, 4), np.uint8)
+    nudged = picture.copy()
+    nudged[0, :5, 0] = 1
+    assert same_up_to_rounding(nudged, picture)
+    nudged[0, 0, 0] = 2
+    assert not same_up_to_rounding(nudged, picture), "two levels is a change"
+    spread = picture.copy()
+    spread[:, :, 0] = 1
+    assert not same_up_to_rounding(spread, picture), "a whole channel moved is a change"
+    assert not same_up_to_rounding(picture[:50], picture)
+
+
 def test_there_are_ten_chapters_or_more():
     assert len(TUTORIALS) >= 10, [p.name for p in TUTORIALS]
 
@@ -46,7 +69,7 @@ def test_chapter_runs_as_written_and_prints_what_it_says(chapter, tmp_path, monk
             f"{chapter.name} draws {figure.name}; its figures are named {chapter.name[:3]}*.png"
         committed = FOLDER / chapters_of.FIGURES / figure.name
         assert committed.is_file(), f"{committed} is missing: run tinymuse tutorials --figures"
-        assert np.array_equal(pixels(figure), pixels(committed)), \
+        assert same_up_to_rounding(pixels(figure), pixels(committed)), \
             f"{committed} is not what {chapter.name} draws now: run tinymuse tutorials --figures"
     committed = sorted((FOLDER / chapters_of.FIGURES).glob(f"{chapter.name[:3]}*.png"))
     assert [f.name for f in committed] == [f.name for f in drawn], \

@@ -57,7 +57,7 @@ def _recorded_preset(out) -> str | None:
     ``--preset`` again (None for a new folder)."""
     from ..cascade import load_record
 
-    record = load_record(out) if Path(out).is_dir() else None
+    record = load_record(out)
     return record["preset"]["name"] if record else None
 
 

@@ -332,7 +332,8 @@ def test_set_changes_the_preset_of_a_new_run_and_is_recorded(tmp_path, capsys):
     assert preset["text"] == {"d_model": 8, "num_layers": 1, "num_heads": 2}
     for assignment, message in (("captions", "FIELD=VALUE"), ("nope=3", "no field 'nope'"),
                                 ("base_steps=1.5", "expected a value like 3"),
-                                ("vq.x=1", "not one of the preset's model settings")):
+                                ("vq.x=1", "not one of the preset's model settings"),
+                                ('text={"d_model": 8}', "like --set text.d_model=VALUE")):
         assert run("train", "--stage", "tokenizer", "--preset", "tiny", "--out",
                    tmp_path / "other", "--set", assignment) == 2
         assert message in error_line(capsys)

@@ -163,7 +163,11 @@ def changed(preset: CascadePreset, assignments) -> CascadePreset:
             raise ValueError(f"--set {key}: the preset has no field {key!r}; its fields are "
                              f"{', '.join(describe_fields())}")
         default = getattr(preset, key)
-        if not _same_kind(default, value) or isinstance(default, dict):
+        if isinstance(default, dict):
+            example = next(iter(default), "FIELD")
+            raise ValueError(f"--set {key}: set the fields of {key} one at a time, "
+                             f"like --set {key}.{example}=VALUE, not the whole {key} at once")
+        if not _same_kind(default, value):
             raise ValueError(f"--set {key}: expected a value like {default!r}, got {text!r}")
         _check_range(key, value, lowest=0 if key in _MAY_BE_ZERO else 1)
         _check_world(key, value)

@@ -2,17 +2,24 @@
 
     python benchmarks/ceilings.py [--pipeline DIR] [--scenes 240] [--guidance 3 0]
     python benchmarks/ceilings.py --base-vq runs/vq-base/tokenizer.safetensors   # another one
+    python benchmarks/ceilings.py --pipeline runs/lab/pipeline --world single    # the lab preset
 
 A generated image can only be as right as the stages it passes through allow. For shapes-world
 scenes training never read (seed ``--seed``), on the seen split and on the held-out one
 (colour–shape pairs and relation phrasings kept out of training), this scores, per attribute:
 
-1. the original 64×64 images (the oracle's own ceiling, ~1.00);
-2. the super-resolution VQ tokenizer's round trip, image → 16×16 tokens → image;
-3. the base VQ tokenizer's round trip at 32×32 (image shrunk as :meth:`Pipeline.encode_images`
-   does → 8×8 tokens → image): no base transformer can draw better than its tokenizer;
-4. the super-resolution transformer given the scene's *true* 8×8 tokens (greedy, 8 steps, at
+1. the original images at the pipeline's size (64×64 for the bundled weights; the oracle's own
+   ceiling, ~1.00);
+2. the super-resolution VQ tokenizer's round trip, image → tokens (16×16) → image;
+3. the base VQ tokenizer's round trip at its own size (32×32: image shrunk as
+   :meth:`Pipeline.encode_images` does → 8×8 tokens → image): no base transformer can draw
+   better than its tokenizer;
+4. the super-resolution transformer given the scene's *true* base tokens (greedy, 8 steps, at
    each ``--guidance`` scale): the cascade with a perfect base stage.
+
+A tokenizer trained only on the seen split can fail on held-out colour–shape pairs by itself,
+before any transformer is involved: compare its rows across the two splits. ``--world`` picks
+the scenes (``single`` for a cascade trained on the one-object world, such as ``lab``).
 
 Compare with ``tinymuse eval --compare-base`` (the whole cascade on prompts): the gap from
 row 4 to it is the base transformer's, the gap from row 1 to row 3 the base tokenizer's.
@@ -31,6 +38,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tinymuse.data import ShapesDataset  # noqa: E402
+from tinymuse.data.shapes import WORLDS  # noqa: E402
 from tinymuse.decoding import sample_stage  # noqa: E402
 from tinymuse.data.images import to_uint8_images  # noqa: E402
 from tinymuse.evaluate import score_prompts  # noqa: E402
@@ -54,10 +62,12 @@ def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
     low, high = np.concatenate(low), np.concatenate(high)
     with no_grad():
         base_round_trip = to_uint8_images(pipeline.base_vq.decode(low).numpy())
+    size, base_size = images.shape[-1], base_round_trip.shape[1]
+    grid = "×".join(str(n) for n in low.shape[1:])
     results = {
-        "original 64×64": score_prompts(captions, images),
+        f"original {size}×{size}": score_prompts(captions, images),
         "super-res. VQ round trip": score_prompts(captions, pipeline.decode_tokens(high, "uint8")),
-        "base VQ round trip, 32×32": score_prompts(captions, base_round_trip),
+        f"base VQ round trip, {base_size}×{base_size}": score_prompts(captions, base_round_trip),
     }
     for scale in guidances:
         drawn = np.concatenate([
@@ -65,7 +75,7 @@ def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
                          SUPERRES.replace(guidance_scale=scale), low_tokens=low[i:i + batch],
                          generator=pipeline.generator(i)).tokens
             for i in range(0, len(images), batch)])
-        results[f"super-res. on true 8×8 tokens, guidance {scale:g}"] = score_prompts(
+        results[f"super-res. on true {grid} tokens, guidance {scale:g}"] = score_prompts(
             captions, pipeline.decode_tokens(drawn, "uint8"))
     return results
 
@@ -78,6 +88,8 @@ def main(argv=None) -> int:
     parser.add_argument("--guidance", type=float, nargs="+", default=[3.0, 0.0])
     parser.add_argument("--batch", type=int, default=60)
     parser.add_argument("--base-vq", help="a base VQ tokenizer (.safetensors) to score instead")
+    parser.add_argument("--world", default="full", choices=WORLDS,
+                        help="the shapes world the scenes come from (default full)")
     args = parser.parse_args(argv)
 
     pipeline = Pipeline.load(args.pipeline)
@@ -87,7 +99,8 @@ def main(argv=None) -> int:
         guidances = []
     for split in ("train", "heldout"):
         started = time.perf_counter()
-        dataset = ShapesDataset(resolution=pipeline.image_size, seed=args.seed, split=split)
+        dataset = ShapesDataset(resolution=pipeline.image_size, seed=args.seed, split=split,
+                                world=args.world)
         images, captions = load_examples(dataset, range(args.scenes))
         results = rows(pipeline, images, captions, guidances, args.batch)
         print(f"\n{split} split, {args.scenes} scenes ({time.perf_counter() - started:.0f} s)\n")

@@ -89,13 +89,13 @@ PRESETS = {
     "lab": CascadePreset(
         name="lab", world="single", captions=5000, vocab_size=128,
         text=dict(d_model=64, num_layers=2, num_heads=4, max_length=16), text_steps=500,
-        vq_base=dict(image_size=16, channel_mult=(1, 2), codebook_size=32), vq_base_steps=1500,
-        vq_superres=dict(image_size=32, codebook_size=32), vq_superres_steps=1200,
-        vq_superres_batch=32, images=6000,
-        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=2800, base_batch=32,
+        vq_base=dict(image_size=16, channel_mult=(1, 2), codebook_size=64), vq_base_steps=3000,
+        vq_superres=dict(image_size=32, codebook_size=64), vq_superres_steps=1000,
+        vq_superres_batch=32, images=20000,
+        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=9000, base_batch=32,
         superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True,
                       low_token_noise=0.1),
-        superres_steps=2000, superres_batch=32, ar_base_steps=2000, ar_base_batch=32,
+        superres_steps=1500, superres_batch=32, ar_base_steps=2000, ar_base_batch=32,
         sample_every=500),
     # The run of the bundled weights. Small codebooks on purpose: with many codes a flat
     # background patch is split over near-identical codes, and the transformers spend their

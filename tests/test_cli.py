@@ -33,6 +33,15 @@ def error_line(capsys) -> str:
     return lines[0]
 
 
+def forget_stage(out, stage: str) -> dict:
+    """Take ``stage`` out of the record of the run in ``out`` (its files stay), as if it had
+    never finished; returns the record written."""
+    record = load_record(out)
+    del record["stages"][stage]
+    (out / "cascade.json").write_text(json.dumps(record))
+    return record
+
+
 def png(path) -> np.ndarray:
     with Image.open(path) as picture:
         return np.asarray(picture.convert("RGB"))
@@ -114,9 +123,7 @@ def test_a_base_stage_that_trained_its_text_encoder_does_not_replace_the_superre
     for param in base.text_encoder.parameters():  # as if trained with train_text_encoder
         param.data = param.data + 0.5
     base.save(out / "base" / "model.safetensors")
-    record = load_record(out)
-    del record["stages"]["pipeline"]
-    (out / "cascade.json").write_text(json.dumps(record))
+    forget_stage(out, "pipeline")
     assert run("train", "--stage", "pipeline", "--preset", "tiny", "--out", out, "--resume",
                "--quiet") == 0
     pipeline = Pipeline.load(out / "pipeline")
@@ -171,9 +178,7 @@ def test_a_run_folder_remembers_its_preset(run_dir, tmp_path, capsys):
     new folder gets 'default')."""
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
-    record = load_record(out)
-    del record["stages"]["pipeline"]
-    (out / "cascade.json").write_text(json.dumps(record))
+    record = forget_stage(out, "pipeline")
     assert run("train", "--stage", "pipeline", "--out", out, "--resume", "--quiet") == 0
     assert load_record(out)["preset"]["name"] == "tiny"
     record["preset"]["name"] = "retired"
@@ -405,9 +410,7 @@ def test_a_transformer_stage_trains_on_its_own_schedule_and_records_it(run_dir, 
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
     shutil.rmtree(out / "base")
-    record = load_record(out)
-    del record["stages"]["base"]
-    (out / "cascade.json").write_text(json.dumps(record))
+    forget_stage(out, "base")
     assert run("train", "--stage", "base", "--preset", "tiny", "--out", out, "--resume",
                "--steps", 4, "--batch-size", 2, "--ema", 0.9, "--quiet") == 0
     schedule = {"steps": 4, "batch_size": 2, "ema_decay": 0.9, "warmup_steps": 0}
@@ -427,8 +430,7 @@ def test_a_resumed_run_keeps_the_preset_it_was_started_with(run_dir, tmp_path, c
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)
     shutil.rmtree(out / "base")
-    record = load_record(out)
-    del record["stages"]["base"]
+    record = forget_stage(out, "base")
     record["preset"]["base_steps"] = 5  # as if this version's "tiny" preset said 3 since
     (out / "cascade.json").write_text(json.dumps(record))
     capsys.readouterr()

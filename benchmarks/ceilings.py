@@ -62,7 +62,7 @@ def rows(pipeline: Pipeline, images, captions, guidances, batch: int) -> dict:
     low, high = np.concatenate(low), np.concatenate(high)
     with no_grad():
         base_round_trip = to_uint8_images(pipeline.base_vq.decode(low).numpy())
-    size, base_size = images.shape[-1], base_round_trip.shape[1]
+    size, base_size = pipeline.image_size, pipeline.base_image_size
     grid = "×".join(str(n) for n in low.shape[1:])
     results = {
         f"original {size}×{size}": score_prompts(captions, images),

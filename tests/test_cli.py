@@ -147,6 +147,21 @@ def test_train_refuses_to_overwrite_and_resume_skips_finished_stages(run_dir, ca
     assert load_record(run_dir)["stages"] == before["stages"]
 
 
+def test_a_run_without_decoder_fine_tuning_resumes_past_the_decoders_stage(tmp_path, capsys):
+    # decoder_steps=0 (the lab preset) finishes "decoders" without writing a file: a resumed
+    # run must skip it, not ask for the fine-tuned decoders it never made.
+    out = tmp_path / "run"
+    for stage in ("tokenizer", "text", "vq-base", "vq-superres", "tokens", "decoders"):
+        assert run("train", "--stage", stage, "--preset", "tiny", "--set", "decoder_steps=0",
+                   "--out", out, "--quiet") == 0
+    assert not (out / "decoders").exists()
+    capsys.readouterr()
+    assert run("train", "--stage", "all", "--out", out, "--resume", "--quiet") == 0
+    assert "[decoders] already trained" in capsys.readouterr().out
+    assert list(load_record(out)["stages"]) == list(STAGES)
+    Pipeline.load(out / "pipeline")
+
+
 def test_resume_reassembles_a_missing_pipeline_and_names_a_missing_stage_file(
         run_dir, tmp_path, capsys):
     out = tmp_path / "run"

@@ -242,11 +242,11 @@ def _recorded_preset(record: dict, preset: CascadePreset, out: Path, log) -> Cas
     return recorded
 
 
-def _finished(out: Path, record: dict, name: str, log) -> bool:
+def _finished(out: Path, record: dict, name: str, preset: CascadePreset, log) -> bool:
     """Whether stage ``name`` can be skipped: recorded as finished, with its files."""
     if name not in record["stages"]:
         return False
-    missing = [path for path in outputs(out, name) if not path.exists()]
+    missing = [path for path in outputs(out, name, preset) if not path.exists()]
     if not missing:
         log(f"[{name}] already trained ({record['stages'][name]['seconds']:.0f} s); skipped")
         return True
@@ -287,7 +287,7 @@ def train_cascade(out_dir, stage: str = "all", preset: str | CascadePreset = "de
     out = Path(out_dir)
     record, preset = _start_record(out, preset, data, stage, resume, log)
     for name in STAGES if stage == "all" else (stage,):
-        if resume and _finished(out, record, name, log):
+        if resume and _finished(out, record, name, preset, log):
             continue
         log(f"[{name}] training ({preset.name} preset)")
         started = time.perf_counter()

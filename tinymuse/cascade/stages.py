@@ -92,11 +92,14 @@ def stage_paths(out_dir) -> dict:
     }
 
 
-def outputs(out_dir, stage: str) -> list[Path]:
-    """The files a finished ``stage`` leaves in the run folder ``out_dir``."""
+def outputs(out_dir, stage: str, preset: CascadePreset) -> list[Path]:
+    """The files a finished ``stage`` of a run of ``preset`` leaves in the run folder
+    ``out_dir`` (none for the decoders when the preset fine-tunes none)."""
     paths = stage_paths(out_dir)
     if stage == "pipeline":
         return [paths["pipeline"] / "pipeline.json"]
+    if stage == "decoders" and preset.decoder_steps == 0:
+        return []
     if stage in ("tokens", "decoders"):
         prefix = "tokens" if stage == "tokens" else "decoder"
         return [paths[f"{prefix}-base"], paths[f"{prefix}-superres"]]

@@ -441,6 +441,24 @@ def test_a_transformer_stage_trains_on_its_own_schedule_and_records_it(run_dir, 
         in error_line(capsys)
 
 
+def test_set_on_a_started_run_is_refused_when_it_would_change_a_value(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run("train", "--stage", "tokenizer", "--preset", "tiny", "--out", out, "--set",
+               "text_steps=2", "--quiet") == 0
+    before = (out / "cascade.json").read_text()
+    assert run("train", "--stage", "text", "--out", out, "--set", "text_steps=40",
+               "--quiet") == 2
+    assert "started with text_steps=2, not 40" in error_line(capsys)
+    assert run("train", "--stage", "text", "--out", out, "--set", "text.d_model=8",
+               "--quiet") == 2
+    assert "started with text=" in error_line(capsys)
+    assert (out / "cascade.json").read_text() == before and not (out / "text").exists()
+    # the value it was started with may be given again
+    assert run("train", "--stage", "text", "--out", out, "--set", "text_steps=2",
+               "--quiet") == 0
+    assert load_record(out)["preset"]["text_steps"] == 2 and "text" in load_record(out)["stages"]
+
+
 def test_a_resumed_run_keeps_the_preset_it_was_started_with(run_dir, tmp_path, capsys):
     out = tmp_path / "run"
     shutil.copytree(run_dir, out)

@@ -41,6 +41,8 @@ def cmd_train(args) -> int:
                                f"version has no longer; train a new run with --preset "
                                f"{' or '.join(PRESETS)}")
         preset = changed(PRESETS[name], args.set) if args.set else name
+        if args.set:
+            _refuse_set_on_a_started_run(args.out, args.set, preset)
         record = train_cascade(args.out, stage=args.stage, preset=preset, data=args.data,
                                resume=args.resume, device=args.device, progress=progress,
                                schedule=schedule)
@@ -59,6 +61,25 @@ def _recorded_preset(out) -> str | None:
 
     record = load_record(out)
     return record["preset"]["name"] if record else None
+
+
+def _refuse_set_on_a_started_run(out, assignments, preset) -> None:
+    """A started run keeps the values it was started with, so that its stages fit together:
+    a ``--set`` that would change one of them is refused, not quietly ignored."""
+    import dataclasses
+    import json
+
+    from ..cascade import load_record
+
+    record = load_record(out)
+    if record is None:
+        return
+    asked = json.loads(json.dumps(dataclasses.asdict(preset)))  # tuples as lists, as recorded
+    for key in dict.fromkeys(a.partition("=")[0].partition(".")[0] for a in assignments):
+        if asked[key] != record["preset"].get(key):
+            raise CommandError(f"{out} was started with {key}={record['preset'].get(key)!r}, "
+                               f"not {asked[key]!r}, and a run keeps its values; --set changes "
+                               f"a new run only: give a new --out")
 
 
 def try_it(out, data: str) -> str:

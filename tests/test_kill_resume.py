@@ -34,7 +34,7 @@ import numpy as np
 import pytest
 
 from tinymuse import checkpoint
-from tinymuse.cascade import RECORD, STAGES, CascadeError, load_record
+from tinymuse.cascade import RECORD, STAGES, CascadeError, CascadePreset, load_record
 from tinymuse.cascade.runs import _record_lock, _record_stage
 from tinymuse.cascade.stages import outputs
 from tinymuse.training.loop import CHECKPOINT, LOG
@@ -175,7 +175,7 @@ def test_a_stage_killed_mid_training_resumes_as_if_never_stopped(stage, referenc
         assert len(losses(straight)) >= steps // 10, "the comparison needs logged losses"
         assert read_log(out / folder) == straight, f"{folder}/{LOG} differs from the unbroken run's"
         assert checkpoint_step(out / folder) == steps
-    for path in outputs(finished, stage):
+    for path in outputs(finished, stage, CascadePreset(**load_record(finished)["preset"])):
         expected, got = weights(path), weights(out / path.relative_to(finished))
         assert expected.keys() == got.keys()
         for name in expected:

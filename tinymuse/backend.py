@@ -12,6 +12,8 @@ same numbers on the CPU and on the GPU.
 from __future__ import annotations
 
 import contextlib
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -83,6 +85,80 @@ def to_device(array, device: str):
 def to_numpy(array) -> np.ndarray:
     """A NumPy array with the same values, wherever ``array`` lives."""
     return to_device(array, "cpu")
+
+
+# The variables that set how many threads the BLAS uses, in the order they are read.
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def cpu_threads() -> int:
+    """How many threads element-wise kernels use on the CPU: the first of
+    :data:`THREAD_VARIABLES` that is set (so ``OPENBLAS_NUM_THREADS=1`` makes the
+    whole step serial, matrix products and all), otherwise the cores this process may
+    run on."""
+    for name in THREAD_VARIABLES:
+        value = os.environ.get(name, "").strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, pool)
+
+
+def _thread_pool(threads: int) -> ThreadPoolExecutor:
+    """The helper threads, made on first use; made again in a forked child (a fork copies
+    no threads) or when the thread count changed."""
+    global _pool
+    if _pool is None or _pool[:2] != (os.getpid(), threads):
+        _pool = (os.getpid(), threads, ThreadPoolExecutor(threads - 1, "tinymuse"))
+    return _pool[2]
+
+
+def run_in_parallel(kernel, parts: list) -> None:
+    """``kernel(part)`` for every part, the parts shared out over :func:`cpu_threads`
+    threads in contiguous runs, the calling thread taking the first run.
+
+    Why threads help: NumPy lets go of Python's global lock while a ufunc's loop runs, so
+    kernels made of ufuncs on large arrays (an element-wise pass over a block of rows, an
+    optimizer's update of one slice) run on all cores at once, as the BLAS does for matrix
+    products. Each element is computed by the same operations whichever thread takes it, so
+    the result is the same to the last bit for any thread count. With one thread or one
+    part (on a GPU a caller passes one part: the whole array), the parts run here in turn.
+    """
+    runs = [parts[piece] for piece in split_evenly(len(parts), cpu_threads())]
+    if len(runs) <= 1:
+        _run_all(kernel, parts)
+        return
+    pending = [_thread_pool(len(runs)).submit(_run_all, kernel, run) for run in runs[1:]]
+    _run_all(kernel, runs[0])
+    for future in pending:
+        future.result()  # waits, and raises here what a helper thread raised
+
+
+def _run_all(kernel, run: list) -> None:
+    for part in run:
+        kernel(part)
+
+
+# The fewest numbers an operation must cover before it is worth cutting into one piece per
+# thread: below it, handing the pieces to threads costs more than it saves.
+MIN_PARALLEL_SIZE = 1 << 16
+
+
+def split_evenly(length: int, parts: int) -> list:
+    """``parts`` contiguous slices covering ``range(length)``, as even as whole numbers allow
+    (fewer when there are fewer than ``parts`` items, none for none)."""
+    parts = min(parts, length)
+    return [slice(i * length // parts, (i + 1) * length // parts) for i in range(parts)]
+
+
+def thread_slices(xp, length: int, size: int) -> list:
+    """Slices of ``range(length)`` for :func:`run_in_parallel`: one per CPU thread when the
+    arrays are NumPy's and the work covers at least :data:`MIN_PARALLEL_SIZE` numbers
+    (``size``), otherwise one slice of everything (on a GPU, one kernel per operation)."""
+    threads = cpu_threads() if xp is np and size >= MIN_PARALLEL_SIZE else 1
+    return split_evenly(length, threads)
 
 
 def set_default_device(device: str) -> None:

@@ -15,7 +15,7 @@ from tinymuse.functional import (cross_entropy, gelu, layer_norm, linear, log_so
                                  packed_self_attention, scaled_dot_product_attention, softmax)
 from tinymuse.gradcheck import check_directional, check_gradients
 from tinymuse.ops import reference as ref
-from tinymuse.ops.elementwise import BLOCK_ELEMENTS
+from tinymuse.ops.elementwise import BLOCK_ELEMENTS, gelu_backward_rows, gelu_forward_rows
 from tinymuse.tensor import Tensor
 
 FAST = settings(max_examples=30, deadline=None)
@@ -196,6 +196,21 @@ def test_gelu_over_many_cache_blocks_matches_composed():
     rows = 3 * BLOCK_ELEMENTS // 50 + 7
     x = 4 * np.random.default_rng(4).standard_normal((rows, 50))
     assert_same(gelu, ref.gelu_composed, x, seed=4)
+
+
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_gelu_on_several_threads_gives_the_bits_of_one(monkeypatch, threads):
+    # The blocks are shared out over threads; each must write its own rows, all of them.
+    rng = np.random.default_rng(5)
+    z = 3 * rng.standard_normal((5 * BLOCK_ELEMENTS // 64 + 3, 64)).astype(np.float32)
+    grad = rng.standard_normal(z.shape).astype(np.float32)
+    results = {}
+    for count in ("1", threads):
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", count)
+        y, s = gelu_forward_rows(z)
+        results[count] = (y, s, gelu_backward_rows(z, s, grad))
+    for one, several in zip(results["1"], results[threads]):
+        np.testing.assert_array_equal(one, several)
 
 
 # ------------------------------------------------------ linear + ReLU, fused

@@ -232,6 +232,31 @@ def test_convolutions_give_the_same_gradient_when_only_one_input_wants_it(conv, 
     np.testing.assert_allclose(grads(False, True)[1], full_dw, rtol=1e-12)
 
 
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_convolutions_on_several_threads_give_the_bits_of_one(monkeypatch, threads):
+    # im2col's copy and col2im's additions are shared out over threads by channel: every
+    # column and every pixel must still be written once, by the same additions in the same
+    # order (the BLAS's own threads stay as they are).
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((16, 12, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((8, 12, 3, 3)).astype(np.float32)
+    w_up = rng.standard_normal((12, 8, 4, 4)).astype(np.float32)
+
+    def run():
+        xt, wt, ut = (Tensor(a, requires_grad=True) for a in (x, w, w_up))
+        y = conv2d(xt, wt, None, stride=1, padding=1)
+        z = conv_transpose2d(xt, ut, None, stride=2, padding=1)
+        ((y * y).sum() + (z * z).sum()).backward()
+        return [y.numpy(), z.numpy(), xt.grad, wt.grad, ut.grad]
+
+    results = {}
+    for count in ("1", threads):
+        monkeypatch.setenv("OPENBLAS_NUM_THREADS", count)
+        results[count] = run()
+    for one, several in zip(results["1"], results[threads]):
+        np.testing.assert_array_equal(one, several)
+
+
 def test_conv2d_rejects_mismatched_channels():
     with pytest.raises(ValueError, match="channels"):
         conv2d(Tensor(np.zeros((1, 3, 5, 5))), Tensor(np.zeros((2, 4, 3, 3))))

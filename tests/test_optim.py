@@ -11,8 +11,8 @@ from hypothesis import given, settings, strategies as st
 
 from tinymuse import backend
 from tinymuse.nn import Conv2d, Embedding, LayerNorm, Linear, Module, Parameter
-from tinymuse.optim import (SGD, AdamW, WarmupCosine, clip_grad_norm, warmup_cosine_lr,
-                            weight_decay_groups)
+from tinymuse.optim import (SGD, AdamW, WarmupCosine, clip_grad_norm,
+                            warmup_cosine_lr, weight_decay_groups)
 
 FAST = settings(max_examples=30, deadline=None)
 
@@ -203,6 +203,23 @@ def test_fused_adamw_equals_per_parameter_adamw_to_the_bit(seed, scale):
     assert set(saved_plain["state"]) == set(saved_fused["state"])
     for key, value in saved_plain["state"].items():
         np.testing.assert_array_equal(value, saved_fused["state"][key], err_msg=key)
+
+
+@pytest.mark.parametrize("threads", ["2", "3"])
+def test_fused_adamw_cut_for_threads_equals_per_parameter_adamw_to_the_bit(monkeypatch, rng,
+                                                                           threads):
+    # A group of more than MIN_PARALLEL_SIZE numbers is updated in one piece per thread.
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", threads)
+    big = backend.MIN_PARALLEL_SIZE
+    shapes = [(big // 3 + 5, 2), (7,), (3, 4), (big + 1,), (2,)]
+    starts = [rng.standard_normal(s).astype(np.float32) for s in shapes]
+    grads = [[rng.standard_normal(s).astype(np.float32) for _ in range(5)] for s in shapes]
+    assert sum(s.size for s in starts[2:]) >= big                 # the second group too
+    (plain, plain_opt), (fused, fused_opt) = (run_adamw(starts, grads, f) for f in (False, True))
+    for a, b in zip(plain, fused):
+        np.testing.assert_array_equal(a.data, b.data)
+    for key, value in plain_opt.state_dict()["state"].items():
+        np.testing.assert_array_equal(value, fused_opt.state_dict()["state"][key], err_msg=key)
 
 
 def test_fused_adamw_follows_the_paper_in_float64(rng):

@@ -321,10 +321,18 @@ class FlatGroup:
         equations of :class:`AdamW`) run once on the flat arrays, as on one parameter."""
         xp = backend.get_array_module(self.theta)
         xp.concatenate([p.grad.ravel() for p in self.params], out=self.grad)
-        state = {"step": self.state[0]["step"], "exp_avg": self.m, "exp_avg_sq": self.v}
-        update_one(SimpleNamespace(data=self.theta), self.grad, state, group)
+        step = self.state[0]["step"]
+
+        def update_piece(piece):
+            state = {"step": step, "exp_avg": self.m[piece], "exp_avg_sq": self.v[piece]}
+            update_one(SimpleNamespace(data=self.theta[piece]), self.grad[piece], state, group)
+
+        # On the CPU the flat arrays are cut into one piece per thread, updated side by side;
+        # every element takes the same operations, so the bits do not depend on the cut.
+        size = self.theta.size
+        backend.run_in_parallel(update_piece, backend.thread_slices(xp, size, size))
         for entry in self.state:
-            entry["step"] = state["step"]
+            entry["step"] = step + 1
 
 
 def weight_decay_groups(model, weight_decay: float) -> list[dict]:

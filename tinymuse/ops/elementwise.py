@@ -357,10 +357,12 @@ def row_blocks(xp, rows: int, width: int):
 def gelu_forward_rows(z):
     """GELU of the rows of a 2-D array: (y, s) with y = z · s and s = σ(2u),
     u = √(2/π) (z + 0.044715 z³) (see :class:`GELUFunction`). Block by block, so that all
-    the passes over one block run while it is in cache."""
+    the passes over one block run while it is in cache, the blocks shared over the CPU's
+    threads (:func:`~tinymuse.backend.run_in_parallel`)."""
     xp = backend.get_array_module(z)
     y, s = xp.empty_like(z), xp.empty_like(z)
-    for rows in row_blocks(xp, z.shape[0], z.shape[1]):
+
+    def block(rows):
         zb, v = z[rows], s[rows]
         xp.multiply(zb, zb, out=v)
         v *= _GELU_C * _GELU_K
@@ -370,12 +372,15 @@ def gelu_forward_rows(z):
         v *= 0.5
         v += 0.5                                      # s = ½ (1 + tanh u) = σ(2u)
         xp.multiply(zb, v, out=y[rows])
+
+    backend.run_in_parallel(block, row_blocks(xp, z.shape[0], z.shape[1]))
     return y, s
 
 
 def gelu_backward_rows(z, s, grad):
     """dL/dz = dL/dy · s (1 + (1 − s) · z · 2√(2/π) (1 + 3 · 0.044715 z²)), a new array,
-    block by block like :func:`gelu_forward_rows`."""
+    block by block like :func:`gelu_forward_rows`, in this thread: its passes are cheap
+    multiplications that wait on memory, which a second thread does not speed up."""
     xp = backend.get_array_module(z)
     dz = xp.empty_like(z)
     blocks = row_blocks(xp, z.shape[0], z.shape[1])

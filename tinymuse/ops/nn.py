@@ -200,10 +200,25 @@ def _windows(x, kernel, stride, out_size):
 def _im2col(x, kernel, stride, out_size):
     """The patches of ``x`` as the columns of one matrix (C·kh·kw, N·Ho·Wo):
     column (n, y, x) holds the patch that output pixel (y, x) of image n sees."""
+    xp = backend.get_array_module(x)
     n, c = x.shape[:2]
     (kh, kw), (ho, wo) = kernel, out_size
-    windows = _windows(x, kernel, stride, out_size)
-    return windows.transpose(1, 2, 3, 0, 4, 5).reshape(c * kh * kw, n * ho * wo)
+    windows = _windows(x, kernel, stride, out_size).transpose(1, 2, 3, 0, 4, 5)
+    cols = xp.empty(windows.shape, dtype=x.dtype)
+
+    def copy(channels):
+        cols[channels] = windows[channels]
+
+    backend.run_in_parallel(copy, _channel_parts(xp, c, cols.size))
+    return cols.reshape(c * kh * kw, n * ho * wo)
+
+
+def _channel_parts(xp, channels: int, size: int) -> list:
+    """Slices of the channel axis for :func:`~tinymuse.backend.run_in_parallel`
+    (:func:`~tinymuse.backend.thread_slices`). Each channel is its own rows of the columns and
+    its own pixels of an image, so threads taking different channels never write the same
+    numbers."""
+    return backend.thread_slices(xp, channels, size)
 
 
 def _col2im(cols, shape, kernel, stride, out_size):
@@ -216,9 +231,14 @@ def _col2im(cols, shape, kernel, stride, out_size):
     (kh, kw), (sh, sw), (ho, wo) = kernel, stride, out_size
     cols = cols.reshape(c, kh, kw, n, ho, wo)
     out = xp.zeros(shape, dtype=cols.dtype)
-    for i in range(kh):
-        for j in range(kw):
-            out[:, :, i:i + sh * ho:sh, j:j + sw * wo:sw] += cols[:, i, j].transpose(1, 0, 2, 3)
+
+    def add_back(channels):
+        for i in range(kh):
+            for j in range(kw):
+                out[:, channels, i:i + sh * ho:sh, j:j + sw * wo:sw] += \
+                    cols[channels, i, j].transpose(1, 0, 2, 3)
+
+    backend.run_in_parallel(add_back, _channel_parts(xp, c, cols.size))
     return out
 
 

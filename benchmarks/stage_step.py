@@ -66,6 +66,28 @@ def build(stage: str, device: str):
     return SuperResTransformer(config, **common).to(device), cache
 
 
+def phase_medians(one_step, phases, steps: int, warmup: int, device: str) -> dict:
+    """Median milliseconds of each phase over ``steps`` timed steps, after ``warmup`` untimed
+    ones. ``one_step(step, done)`` runs one step and calls ``done()`` at the end of each of
+    its ``phases``; on a GPU ``done`` first waits for the device, so that each phase's time is
+    its own."""
+    xp = backend.xp_for(device)
+    sync = (lambda: xp.cuda.Device().synchronize()) if device == "cuda" else (lambda: None)
+    times = {phase: [] for phase in phases}
+    for step in range(warmup + steps):
+        marks = [time.perf_counter()]
+
+        def done():
+            sync()
+            marks.append(time.perf_counter())
+
+        one_step(step, done)
+        if step >= warmup:
+            for phase, start, end in zip(phases, marks, marks[1:]):
+                times[phase].append(end - start)
+    return {phase: statistics.median(values) * 1000 for phase, values in times.items()}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--stage", choices=("base", "superres"), default="base")
@@ -82,17 +104,9 @@ def main() -> int:
                             lr=config.lr, betas=config.betas, fused=True)   # as fit() builds it
     trainable = [p for p in model.parameters() if p.requires_grad]
     ema = optim.EMA(model, 0.999)
-    xp = backend.xp_for(args.device)
-    sync = (lambda: xp.cuda.Device().synchronize()) if args.device == "cuda" else (lambda: None)
     rng = np.random.default_rng(0)
-    times = {phase: [] for phase in PHASES}
-    for step in range(args.warmup + args.steps):
-        marks = [time.perf_counter()]
 
-        def done():
-            sync()
-            marks.append(time.perf_counter())
-
+    def one_step(step, done):
         batch = make_batch(model, cache, rng.integers(0, len(cache), args.batch_size))
         done()
         result = model.training_loss(batch, step_generator(0, step))
@@ -107,10 +121,8 @@ def main() -> int:
         done()
         ema.update(model)
         done()
-        if step >= args.warmup:
-            for phase, start, end in zip(PHASES, marks, marks[1:]):
-                times[phase].append(end - start)
-    medians = {phase: statistics.median(values) * 1000 for phase, values in times.items()}
+
+    medians = phase_medians(one_step, PHASES, args.steps, args.warmup, args.device)
     total = sum(medians.values())
     print(f"{args.stage} stage, batch {args.batch_size}, {args.device}: {total:.1f} ms/step "
           f"({args.batch_size / total * 1000:.0f} samples/s), {len(trainable)} parameter "

@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import statistics
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinymuse import backend, optim  # noqa: E402
+from stage_step import phase_medians  # noqa: E402  (this folder: the phase timing)
+from tinymuse import optim  # noqa: E402
 from tinymuse.cascade import PRESETS  # noqa: E402
 from tinymuse.data import ShapesDataset  # noqa: E402
 from tinymuse.training.vq import TRAINING, _images_at  # noqa: E402
@@ -50,16 +49,8 @@ def main() -> int:
     optimizer = optim.AdamW(tokenizer.parameters(), lr=train.lr, fused=True)
     images_at = _images_at(ShapesDataset(config.image_size, world=preset.world), train,
                            args.device)
-    xp = backend.xp_for(args.device)
-    sync = (lambda: xp.cuda.Device().synchronize()) if args.device == "cuda" else (lambda: None)
-    times = {phase: [] for phase in PHASES}
-    for step in range(args.warmup + args.steps):
-        marks = [time.perf_counter()]
 
-        def done():
-            sync()
-            marks.append(time.perf_counter())
-
+    def one_step(step, done):
         images = images_at(step)
         done()
         loss = tokenizer.training_loss(images)[0]
@@ -70,10 +61,8 @@ def main() -> int:
         done()
         optimizer.step()
         done()
-        if step >= args.warmup:
-            for phase, start, end in zip(PHASES, marks, marks[1:]):
-                times[phase].append(end - start)
-    medians = {phase: statistics.median(values) * 1000 for phase, values in times.items()}
+
+    medians = phase_medians(one_step, PHASES, args.steps, args.warmup, args.device)
     total = sum(medians.values())
     print(f"{args.preset} preset, {args.stage} tokenizer ({config.image_size}² → "
           f"{config.token_size}² tokens), batch {batch}, {args.device}: {total:.1f} ms/step")

@@ -273,9 +273,10 @@ class FlatGroup:
     ``.data`` and its ``exp_avg`` and ``exp_avg_sq`` state become views (pieces) of them, so
     the model, the saved state and the update all see the same numbers. A fourth array
     receives the gradients, copied in once per step (one concatenation). The update is then
-    the per-parameter one, :meth:`AdamW._update`, run once on the flat arrays as if the whole
+    the per-parameter one, :meth:`AdamW._update`, run on the flat arrays as if the whole
     group were one parameter: the same operations for every element, in the same order, so
-    the same bits; on a GPU each of its dozen operations is one kernel over the group.
+    the same bits; on a GPU each of its dozen operations is one kernel over the group, and on
+    a CPU each thread runs it on its own slice of the arrays.
     """
 
     def __init__(self, params: list, state: dict):
@@ -318,7 +319,7 @@ class FlatGroup:
 
     def update(self, group: dict, update_one) -> None:
         """One AdamW step of the whole group: ``update_one`` (:meth:`AdamW._update`, the
-        equations of :class:`AdamW`) run once on the flat arrays, as on one parameter."""
+        equations of :class:`AdamW`) run on the flat arrays, as on one parameter."""
         xp = backend.get_array_module(self.theta)
         xp.concatenate([p.grad.ravel() for p in self.params], out=self.grad)
         step = self.state[0]["step"]

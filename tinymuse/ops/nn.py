@@ -209,16 +209,9 @@ def _im2col(x, kernel, stride, out_size):
     def copy(channels):
         cols[channels] = windows[channels]
 
-    backend.run_in_parallel(copy, _channel_parts(xp, c, cols.size))
+    # shared over the CPU's threads by channel: each channel is its own rows of the columns
+    backend.run_in_parallel(copy, backend.thread_slices(xp, c, cols.size))
     return cols.reshape(c * kh * kw, n * ho * wo)
-
-
-def _channel_parts(xp, channels: int, size: int) -> list:
-    """Slices of the channel axis for :func:`~tinymuse.backend.run_in_parallel`
-    (:func:`~tinymuse.backend.thread_slices`). Each channel is its own rows of the columns and
-    its own pixels of an image, so threads taking different channels never write the same
-    numbers."""
-    return backend.thread_slices(xp, channels, size)
 
 
 def _col2im(cols, shape, kernel, stride, out_size):
@@ -238,7 +231,8 @@ def _col2im(cols, shape, kernel, stride, out_size):
                 out[:, channels, i:i + sh * ho:sh, j:j + sw * wo:sw] += \
                     cols[channels, i, j].transpose(1, 0, 2, 3)
 
-    backend.run_in_parallel(add_back, _channel_parts(xp, c, cols.size))
+    # by channel, as in _im2col: each channel adds onto its own pixels, never another's
+    backend.run_in_parallel(add_back, backend.thread_slices(xp, c, cols.size))
     return out
 
 

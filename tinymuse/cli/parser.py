@@ -295,7 +295,7 @@ def _add_train_command(commands, run) -> None:
                        help="the sizes of every stage (default: the run folder's own preset, or "
                             "'default' for a new run)")
     train.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
-                       help="change a field of the preset for this run (repeatable), e.g. "
+                       help="change a field of the preset for a new run (repeatable), e.g. "
                             "base_steps=600 or base.d_model=64; fields: "
                             + ", ".join(describe_fields()))
     train.add_argument("--resume", action="store_true",

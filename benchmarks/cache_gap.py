@@ -2,16 +2,20 @@
 
     python benchmarks/cache_gap.py --pipeline runs/g9/pipeline --cache runs/g9/tokens/base.safetensors
     python benchmarks/cache_gap.py --pipeline A --pipeline B --cache ...   # two sets of weights
+    python benchmarks/cache_gap.py --pipeline runs/lab/pipeline \
+        --cache runs/lab/tokens/base.safetensors --world single       # a lab run
 
 The base transformer trains on a fixed cache of pre-encoded scenes (20,000 in the default
 preset), seeing each one many times. This computes its masked-token loss, as in training
 (:func:`tinymuse.training.transformer.held_out_loss`: masks from the cosine schedule, caption dropout, label
 smoothing; the same draws for both), on ``--scenes`` scenes of the cache and on as many fresh
 shapes-world scenes it has never seen (seed ``--seed``; the cache used 0), encoded by the
-pipeline's own base tokenizer. ``tinymuse train`` logs the same two numbers for 256 scenes
-at every sampling. A gap that grows from one training round to the next means the stage
-is fitting its cache more than the world: more cached scenes (a larger preset ``images``)
-would help it more than more steps.
+pipeline's own base tokenizer, from the world the run was trained on (``--world``: the
+``lab`` preset's is ``single``; fresh scenes of another world would measure that world, not
+the cache). ``tinymuse train`` logs the same two numbers for 256 scenes at every sampling.
+A gap that grows from one training round to the next means the stage is fitting its cache
+more than the world: more cached scenes (a larger preset ``images``) would help it more than
+more steps.
 """
 from __future__ import annotations
 
@@ -24,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tinymuse.data import ShapesDataset  # noqa: E402
+from tinymuse.data import WORLDS, ShapesDataset  # noqa: E402
 from tinymuse.pipeline import Pipeline  # noqa: E402
 from tinymuse.training.transformer import held_out_loss  # noqa: E402
 from tinymuse.vq import load_image_tokens  # noqa: E402
@@ -40,6 +44,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seed", type=int, default=321, help="shapes-world seed of the fresh "
                         "scenes (the cache used 0)")
     parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--world", choices=WORLDS, default="full",
+                        help="the shapes world the run was trained on (the preset's world)")
     args = parser.parse_args(argv)
 
     cache = load_image_tokens(args.cache)
@@ -51,7 +57,8 @@ def main(argv=None) -> int:
         started = time.perf_counter()
         pipeline = Pipeline.load(path)
         if fresh is None:
-            dataset = ShapesDataset(resolution=pipeline.image_size, seed=args.seed, split="train")
+            dataset = ShapesDataset(resolution=pipeline.image_size, seed=args.seed, split="train",
+                                    world=args.world)
             images, captions = load_examples(dataset, range(n))
             grids = np.concatenate([pipeline.encode_images(images[i:i + args.batch])[0]
                                     for i in range(0, n, args.batch)])

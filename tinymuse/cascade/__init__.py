@@ -9,10 +9,12 @@
 :func:`more_images`.
 """
 from .presets import PRESETS, CascadePreset, changed
-from .runs import RECORD, SCHEDULE_KEYS, load_record, more_images, train_cascade, train_more
+from .runs import (RECORD, SCHEDULE_KEYS, load_record, more_images, preset_differences,
+                   train_cascade, train_more)
 from .stages import (OPTIONAL_STAGES, STAGES, TRANSFORMER_STAGES, VALIDATION_SCENES,
                      CascadeError, stage_paths)
 
 __all__ = ["PRESETS", "CascadePreset", "changed", "STAGES", "OPTIONAL_STAGES",
            "TRANSFORMER_STAGES", "VALIDATION_SCENES", "CascadeError", "stage_paths",
-           "train_cascade", "train_more", "more_images", "load_record", "RECORD", "SCHEDULE_KEYS"]
+           "train_cascade", "train_more", "more_images", "load_record", "preset_differences",
+           "RECORD", "SCHEDULE_KEYS"]

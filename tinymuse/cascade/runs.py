@@ -227,19 +227,25 @@ def _start_record(out: Path, preset: CascadePreset, data: str, stage: str, resum
     return record, _recorded_preset(record, preset, out, log)
 
 
+def preset_differences(record: dict, preset: CascadePreset) -> dict:
+    """The fields in which ``preset`` differs from the preset a run's ``record`` was started
+    with: {field: (value recorded, value of ``preset``)}, compared as ``cascade.json`` stores
+    them (tuples as lists)."""
+    then = json.loads(json.dumps(dataclasses.asdict(CascadePreset(**record["preset"]))))
+    now = json.loads(json.dumps(dataclasses.asdict(preset)))
+    return {key: (then[key], now[key]) for key in now if now[key] != then[key]}
+
+
 def _recorded_preset(record: dict, preset: CascadePreset, out: Path, log) -> CascadePreset:
     """The preset a run was started with, as ``cascade.json`` recorded it. A run continues
     with its own values even if the preset asked for now differs (its stages must fit
     together); the differing values are named."""
-    recorded = CascadePreset(**record["preset"])
-    now = json.loads(json.dumps(dataclasses.asdict(preset)))  # tuples as lists, as recorded
-    then = json.loads(json.dumps(dataclasses.asdict(recorded)))
-    differing = [key for key in now if now[key] != then[key]]
+    differing = preset_differences(record, preset)
     if differing:
         log(f"note: {out} keeps the {preset.name!r} preset it was started with, which "
-            f"differs in " + ", ".join(f"{key} ({then[key]!r} here, {now[key]!r} asked for)"
-                                       for key in differing))
-    return recorded
+            f"differs in " + ", ".join(f"{key} ({then!r} here, {now!r} asked for)"
+                                       for key, (then, now) in differing.items()))
+    return CascadePreset(**record["preset"])
 
 
 def _finished(out: Path, record: dict, name: str, preset: CascadePreset, log) -> bool:

@@ -8,7 +8,7 @@ from .options import CommandError
 
 
 def cmd_train(args) -> int:
-    from ..cascade import PRESETS, changed, more_images, train_cascade, train_more
+    from ..cascade import PRESETS, changed, load_record, more_images, train_cascade, train_more
 
     schedule = {key: value for key, value in (
         ("steps", args.steps), ("batch_size", args.batch_size), ("lr", args.lr),
@@ -35,14 +35,15 @@ def cmd_train(args) -> int:
                             warmup_steps=args.warmup_steps, ema=args.ema, device=args.device,
                             progress=progress, batch_size=args.batch_size)
     else:
-        name = args.preset or _recorded_preset(args.out) or "default"
+        started = load_record(args.out)  # None for a new folder
+        name = args.preset or (started["preset"]["name"] if started else "default")
         if name not in PRESETS:
             raise CommandError(f"{args.out} was trained with preset {name!r}, which this "
                                f"version has no longer; train a new run with --preset "
                                f"{' or '.join(PRESETS)}")
         preset = changed(PRESETS[name], args.set) if args.set else name
-        if args.set:
-            _refuse_set_on_a_started_run(args.out, args.set, preset)
+        if args.set and started:
+            _refuse_changed_values(args.out, started, args.set, preset)
         record = train_cascade(args.out, stage=args.stage, preset=preset, data=args.data,
                                resume=args.resume, device=args.device, progress=progress,
                                schedule=schedule)
@@ -54,32 +55,19 @@ def cmd_train(args) -> int:
     return 0
 
 
-def _recorded_preset(out) -> str | None:
-    """The preset a run folder was started with, so that a later ``--stage`` in it needs no
-    ``--preset`` again (None for a new folder)."""
-    from ..cascade import load_record
+def _refuse_changed_values(out, record: dict, assignments, preset) -> None:
+    """A started run keeps the values it was started with, so that its stages fit together
+    (later ``--stage`` calls need no ``--preset`` again): a ``--set`` that would change one
+    of them is refused, not quietly ignored."""
+    from ..cascade import preset_differences
 
-    record = load_record(out)
-    return record["preset"]["name"] if record else None
-
-
-def _refuse_set_on_a_started_run(out, assignments, preset) -> None:
-    """A started run keeps the values it was started with, so that its stages fit together:
-    a ``--set`` that would change one of them is refused, not quietly ignored."""
-    import dataclasses
-    import json
-
-    from ..cascade import load_record
-
-    record = load_record(out)
-    if record is None:
-        return
-    asked = json.loads(json.dumps(dataclasses.asdict(preset)))  # tuples as lists, as recorded
+    differing = preset_differences(record, preset)
     for key in dict.fromkeys(a.partition("=")[0].partition(".")[0] for a in assignments):
-        if asked[key] != record["preset"].get(key):
-            raise CommandError(f"{out} was started with {key}={record['preset'].get(key)!r}, "
-                               f"not {asked[key]!r}, and a run keeps its values; --set changes "
-                               f"a new run only: give a new --out")
+        if key in differing:
+            then, now = differing[key]
+            raise CommandError(f"{out} was started with {key}={then!r}, not {now!r}, and a run "
+                               f"keeps its values; --set changes a new run only: give a new "
+                               f"--out")
 
 
 def try_it(out, data: str) -> str:

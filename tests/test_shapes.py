@@ -208,6 +208,33 @@ def test_the_single_world_keeps_the_heldout_split():
         assert not uses_heldout(example.spec, example.caption)
 
 
+def test_the_centred_world_draws_the_single_worlds_scenes_near_the_middle():
+    from tinymuse.data.spec import CENTRE_JITTER
+
+    single = ShapesDataset(resolution=32, seed=0, world="single")
+    centred = ShapesDataset(resolution=32, seed=0, world="centred")
+    offsets = []
+    for index in range(80):
+        example = centred.example(index)
+        assert example.caption == single.caption(index)   # the same captions, in order
+        (obj,) = example.scene.objects
+        offsets.append((obj.x - 0.5, obj.y - 0.5))
+        assert (obj.shape, obj.colour) == (example.spec.objects[0].shape,
+                                           example.spec.objects[0].colour)
+    offsets = np.abs(np.array(offsets))
+    assert offsets.max() <= CENTRE_JITTER
+    # the single world's objects go anywhere inside the margin, so most are further out
+    spread = [max(abs(single.example(i).scene.objects[0].x - 0.5),
+                  abs(single.example(i).scene.objects[0].y - 0.5)) for i in range(80)]
+    assert np.mean(np.array(spread) > CENTRE_JITTER) > 0.5
+    heldout = ShapesDataset(resolution=16, seed=0, world="centred", split="heldout")
+    spec = heldout.example(0).spec
+    assert (spec.objects[0].colour, spec.objects[0].shape) in HELDOUT_COMBINATIONS
+    two = SceneSpec((ObjectSpec("circle", "red"), ObjectSpec("square", "blue")), "left of")
+    with pytest.raises(ValueError, match="only a scene of one object can be centred"):
+        sample_scene(two, np.random.default_rng(0), centred=True)
+
+
 def test_the_full_world_is_the_default_and_unknown_worlds_are_refused():
     for index in range(20):
         default, full = ShapesDataset(32, seed=4), ShapesDataset(32, seed=4, world="full")

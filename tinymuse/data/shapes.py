@@ -17,8 +17,9 @@ examples that use at least one of them; ``"all"`` shows everything.
 
 Worlds: ``world="full"`` (the default) draws every kind of scene in :data:`SCENE_KINDS`;
 ``world="single"`` draws only scenes of one object (its colour and shape, perhaps its size and
-the background), the first thing a cascade learns, small enough to learn in minutes (the
-``lab`` preset). The splits and the held-out pairs are the same in both.
+the background), the first thing a cascade learns; ``world="centred"`` draws the same scenes
+with the object near the middle of the picture, not anywhere, small enough to learn in
+minutes (the ``lab`` preset). The splits and the held-out pairs are the same in all three.
 """
 
 from dataclasses import dataclass
@@ -44,7 +45,7 @@ SPLITS = {"train": 0, "heldout": 1, "all": 2}  # the number seeds the split's ow
 SPLIT_ALIASES = {"test": "heldout"}
 
 SCENE_KINDS = {"objects": 0.45, "relation": 0.35, "glyph": 0.2}
-WORLDS = ("full", "single")
+WORLDS = ("full", "single", "centred")
 P_BACKGROUND = 0.5  # how often a caption states the background
 P_SIZE = 0.5  # how often a caption states an object's size
 
@@ -77,7 +78,7 @@ def sample_spec(rng, split="train", world="full"):
         size = _choose(rng, SIZES) if rng.random() < P_SIZE else None
         return ObjectSpec(shape, colour, size)
 
-    if _world_name(world) == "single":
+    if _world_name(world) != "full":
         return SceneSpec((random_object(),), background=background)
     kind = rng.choice(list(SCENE_KINDS), p=list(SCENE_KINDS.values()))
     if kind == "glyph":
@@ -138,7 +139,8 @@ class ShapesDataset:
     ``dataset[i]`` is ``(image, caption)``: a uint8 RGB array ``[resolution, resolution, 3]``
     and a str. ``dataset.example(i)`` also returns the spec and the scene. The dataset is
     infinite unless given a ``length``; a data loader needs a length. ``world="single"``
-    draws only one-object scenes (module docstring).
+    draws only one-object scenes, ``world="centred"`` the same near the centre (module
+    docstring).
     """
 
     def __init__(self, resolution=64, seed=0, split="train", length=None, world="full"):
@@ -171,7 +173,7 @@ class ShapesDataset:
         index = self._check_index(index)
         rng = self.rng(index)
         spec, caption = sample_text(rng, self.split, self.world)
-        scene = sample_scene(spec, rng)
+        scene = sample_scene(spec, rng, centred=self.world == "centred")
         return ShapesExample(render_scene(scene, self.resolution), caption, spec, scene)
 
     def caption(self, index):

@@ -25,7 +25,9 @@ MAX_OBJECTS = 4
 MARGIN = 0.05  # empty border around every object, as a fraction of the image side
 GAP = 0.08  # the least space between two objects, so the oracle can tell them apart
 GLYPH_HEIGHT = 0.56  # a glyph's height as a fraction of the image side
-GLYPH_JITTER = 0.08  # how far a glyph's centre may move from the image centre
+# how far a glyph's centre, or a centred object's (sample_scene's ``centred``), may move from
+# the image centre
+CENTRE_JITTER = 0.08
 
 
 def _check_word(value, allowed, what):
@@ -151,18 +153,24 @@ _CANDIDATES = 256  # positions tried at once when placing an object
 _MAX_RESTARTS = 1000
 
 
-def sample_scene(spec, rng):
+def sample_scene(spec, rng, centred=False):
     """A concrete :class:`Scene` showing ``spec``, with everything the spec leaves open drawn
     from the numpy Generator ``rng``: the background, unstated sizes, and positions. Objects
-    never overlap, and a relation holds clearly (see :func:`relation_holds`)."""
+    never overlap, and a relation holds clearly (see :func:`relation_holds`).
+
+    A glyph always sits near the image centre (within ``CENTRE_JITTER``); with ``centred`` a
+    lone object does too, instead of anywhere inside the margin."""
     background = spec.background or str(rng.choice(list(BACKGROUNDS)))
     if spec.glyph is not None:
-        x, y = 0.5 + rng.uniform(-GLYPH_JITTER, GLYPH_JITTER, size=2)
+        x, y = _near_centre(rng)
         glyph = PlacedGlyph(spec.glyph.char, spec.glyph.colour, float(x), float(y))
         return Scene(background, glyph=glyph)
     sizes = [obj.size or str(rng.choice(list(SIZES))) for obj in spec.objects]
     extents = [SIZES[size] for size in sizes]
-    centres = _place(extents, spec.relation, rng)
+    if centred and len(spec.objects) != 1:
+        raise ValueError(f"only a scene of one object can be centred, not of "
+                         f"{len(spec.objects)}")
+    centres = [_near_centre(rng)] if centred else _place(extents, spec.relation, rng)
     objects = tuple(
         PlacedObject(obj.shape, obj.colour, size, float(x), float(y))
         for obj, size, (x, y) in zip(spec.objects, sizes, centres)
@@ -182,6 +190,10 @@ def relation_holds(first, second, relation, gap=GAP):
         "below": (y1 - y2, x1 - x2),
     }[relation]
     return (along >= (e1 + e2) / 2 + gap) & (np.abs(across) <= along / 2)
+
+
+def _near_centre(rng):
+    return 0.5 + rng.uniform(-CENTRE_JITTER, CENTRE_JITTER, size=2)
 
 
 def _place(extents, relation, rng):

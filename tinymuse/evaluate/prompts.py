@@ -39,14 +39,14 @@ def evaluation_prompts(per_kind: int, split: str = "train", seed: int = 7) -> di
 
 
 # The kinds of prompt each shapes world (:data:`tinymuse.data.shapes.WORLDS`) can draw.
-WORLD_KINDS = {"full": PROMPT_KINDS, "single": ("single",)}
+WORLD_KINDS = {"full": PROMPT_KINDS, "single": ("single",), "centred": ("single",)}
 
 
 def monitor_prompts(per_kind: int = 2, world: str = "full") -> list[str]:
     """The fixed prompts a training run's sample grids show: ``per_kind`` of each kind
     ``world`` has, from a stream (seed 3) of its own, so the grids are not the prompts the
-    scores are measured on. The one-kind ``"single"`` world shows four times as many of it,
-    so that its grid is as big as the full world's."""
+    scores are measured on. A one-kind world (``"single"``, ``"centred"``) shows four times as
+    many of it, so that its grid is as big as the full world's."""
     kinds = WORLD_KINDS[world]
     per_kind *= len(PROMPT_KINDS) // len(kinds)
     fixed = evaluation_prompts(per_kind, "train", seed=3)

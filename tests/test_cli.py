@@ -768,13 +768,13 @@ def test_the_lab_preset_trains_every_stage_on_the_one_object_world(tmp_path):
                "--quiet") == 0
     record = load_record(out)
     assert list(record["stages"]) == list(STAGES)
-    assert (record["preset"]["name"], record["preset"]["world"]) == ("lab", "single")
+    assert (record["preset"]["name"], record["preset"]["world"]) == ("lab", "centred")
     assert (out / "base" / "samples" / "step_000002.png").is_file()
     logged = [json.loads(line) for line in (out / "base" / "log.jsonl").read_text().splitlines()]
     sampled = [entry for entry in logged if "oracle/shape" in entry]
     assert sampled and not {"oracle/relation", "oracle/glyph"} & set(sampled[-1]), \
         "one-object prompts only"
-    cache = ShapesDataset(32, seed=0, world="single")
+    cache = ShapesDataset(32, seed=0, world="centred")
     from tinymuse.vq import load_image_tokens
     captions = load_image_tokens(out / "tokens" / "base.safetensors").captions
     assert list(captions) == [cache.caption(i) for i in range(16)]
@@ -784,4 +784,4 @@ def test_the_lab_preset_trains_every_stage_on_the_one_object_world(tmp_path):
 def test_set_refuses_a_world_that_does_not_exist(tmp_path, capsys):
     assert run("train", "--stage", "tokenizer", "--preset", "lab", "--out", tmp_path / "r",
                "--set", "world=moon") == 2
-    assert "--set world: must be one of full, single, got 'moon'" in error_line(capsys)
+    assert "--set world: must be one of full, single, centred, got 'moon'" in error_line(capsys)

@@ -81,21 +81,23 @@ PRESETS = {
         superres_batch=4, ar_base_steps=3, ar_base_batch=4, sample_every=10 ** 9,
         checkpoint_every=2),
     # The whole cascade in half an hour on two CPU cores (chapter 11): the one-object world
-    # (no counts, relations or letters to learn), short captions and few pieces, and pictures
+    # with its object near the middle (no counts, relations or letters to learn, and each
+    # shape learnt at one place, not at every place: the transformer's positions share no
+    # weights), short captions and few pieces, and pictures
     # half the default size on both sides (16² base pictures as 8×8 tokens of 2×2 pixels,
     # 32² out), so that both tokenizers see a quarter of the pixels. The base tokenizer
     # trains longest for its size: its tokens are where the shapes survive or not, and the
     # super-resolution stage copies them. Measurements: docs/RESULTS.md, "The lab preset".
     "lab": CascadePreset(
-        name="lab", world="single", captions=5000, vocab_size=128,
+        name="lab", world="centred", captions=5000, vocab_size=128,
         text=dict(d_model=64, num_layers=2, num_heads=4, max_length=16), text_steps=500,
-        vq_base=dict(image_size=16, channel_mult=(1, 2), codebook_size=64), vq_base_steps=3000,
-        vq_superres=dict(image_size=32, codebook_size=64), vq_superres_steps=1000,
-        vq_superres_batch=32, images=20000,
-        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=9000, base_batch=32,
+        vq_base=dict(image_size=16, channel_mult=(1, 2), codebook_size=64), vq_base_steps=2000,
+        vq_superres=dict(image_size=32, codebook_size=64), vq_superres_steps=700,
+        vq_superres_batch=32, images=12000,
+        base=dict(d_model=128, num_layers=3, num_heads=4), base_steps=3500, base_batch=32,
         superres=dict(d_model=128, num_layers=2, num_heads=4, low_num_layers=1, low_skip=True,
                       low_token_noise=0.1),
-        superres_steps=1500, superres_batch=32, ar_base_steps=2000, ar_base_batch=32,
+        superres_steps=800, superres_batch=32, ar_base_steps=2000, ar_base_batch=32,
         sample_every=500),
     # The run of the bundled weights. Small codebooks on purpose: with many codes a flat
     # background patch is split over near-identical codes, and the transformers spend their
